@@ -1,0 +1,111 @@
+//! gearboxd: the gearbox job server, started like gearmand.
+
+mod cli;
+mod daemon;
+mod logging;
+
+use clap::Parser;
+use gearbox_server::{Server, ShutdownHandle};
+use std::process::ExitCode;
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> ExitCode {
+    let args = match cli::expand_args(std::env::args().collect()) {
+        Ok(args) => args,
+        Err(message) => return fail(&message),
+    };
+    let cli = cli::Cli::parse_from(args);
+    let config = match cli.server_config() {
+        Ok(config) => config,
+        Err(message) => return fail(&message),
+    };
+    if cli.daemon {
+        if let Err(e) = daemon::detach() {
+            return fail(&format!("cannot detach: {e}"));
+        }
+    }
+    let log_file = match logging::init(&cli.log_file, &cli.verbose) {
+        Ok(file) => file,
+        Err(e) => return fail(&format!("cannot open log file {}: {e}", cli.log_file)),
+    };
+    if let Some(buckets) = cli.hashtable_buckets {
+        tracing::info!(
+            buckets,
+            "--hashtable-buckets ignored: tables resize as they grow"
+        );
+    }
+    match daemon::raise_fd_limit(cli.file_descriptors) {
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot set the open-file limit"),
+    }
+    let _pid_file = match cli
+        .pid_file
+        .as_deref()
+        .map(daemon::PidFile::create)
+        .transpose()
+    {
+        Ok(pid) => pid,
+        Err(e) => return fail(&format!("cannot write pid file: {e}")),
+    };
+    let threads = match cli.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start runtime: {e}")),
+    };
+    let result = runtime.block_on(async move {
+        let server = Server::bind(config).await?;
+        for addr in server.local_addrs() {
+            tracing::info!(%addr, "listening");
+        }
+        if let Some(path) = &cli.unix {
+            tracing::info!(path = %path.display(), "listening on unix socket");
+        }
+        watch_signals(server.shutdown_handle(), log_file)?;
+        server.run().await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("gearboxd: {message}");
+    tracing::error!("{message}");
+    ExitCode::FAILURE
+}
+
+/// SIGTERM and SIGINT stop at once, SIGUSR1 stops gracefully, SIGHUP reopens
+/// the log file.
+fn watch_signals(
+    shutdown: ShutdownHandle,
+    log_file: Option<logging::LogFile>,
+) -> std::io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shutdown.immediate(); }
+                _ = int.recv() => { tracing::info!("SIGINT: stopping"); shutdown.immediate(); }
+                _ = usr1.recv() => { tracing::info!("SIGUSR1: graceful stop"); shutdown.graceful(); }
+                _ = hup.recv() => {
+                    if let Some(file) = &log_file {
+                        file.reopen();
+                        tracing::info!("SIGHUP: log file reopened");
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
+}

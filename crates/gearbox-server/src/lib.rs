@@ -1,0 +1,17 @@
+//! gearbox-server: a Gearman job server, wire-compatible with gearmand, as a
+//! library. `bin/gearboxd` wraps it with gearmand's command line.
+//!
+//! * [`config`], settings.
+//! * [`server`], listeners (TCP and unix socket), timers and shutdown.
+//! * `connection`, one task pair per connection, batching reads and writes.
+//! * [`engine`], the single owner of functions, jobs and workers.
+//! * [`store`], the seam where background jobs are persisted.
+
+pub mod config;
+mod connection;
+pub mod engine;
+pub mod server;
+pub mod store;
+
+pub use config::{Config, Keepalive};
+pub use server::{Server, ShutdownHandle};

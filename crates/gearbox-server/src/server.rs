@@ -1,0 +1,326 @@
+//! Listeners, the timer task and shutdown.
+
+use crate::config::{Config, Keepalive};
+use crate::connection::{self, lock};
+use crate::engine::{Engine, Peer, ShutdownRequest, Signals};
+use crate::store::{InMemory, QueueStore};
+use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// A bound server, ready to [`run`](Server::run).
+pub struct Server {
+    engine: Arc<Mutex<Engine>>,
+    signals: Arc<Signals>,
+    config: Config,
+    tcp: Vec<TcpListener>,
+    unix: Option<UnixListener>,
+}
+
+/// Asks a running server to stop, from a signal handler or a test.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    signals: Arc<Signals>,
+}
+
+impl ShutdownHandle {
+    pub fn immediate(&self) {
+        self.signals
+            .shutdown
+            .send_replace(ShutdownRequest::Immediate);
+    }
+
+    /// Close the listeners, let running jobs finish, then stop.
+    pub fn graceful(&self) {
+        self.signals.shutdown.send_if_modified(|r| {
+            let changed = *r == ShutdownRequest::None;
+            if changed {
+                *r = ShutdownRequest::Graceful;
+            }
+            changed
+        });
+    }
+}
+
+impl Server {
+    /// Binds every listener in `config`, with the in-memory queue.
+    pub async fn bind(config: Config) -> io::Result<Server> {
+        Server::bind_with_store(config, Box::new(InMemory)).await
+    }
+
+    pub async fn bind_with_store(config: Config, store: Box<dyn QueueStore>) -> io::Result<Server> {
+        let tcp = config
+            .listen
+            .iter()
+            .map(|addr| bind_tcp(*addr, config.backlog))
+            .collect::<io::Result<Vec<_>>>()?;
+        let unix = match &config.unix_path {
+            Some(path) => Some(bind_unix(path, config.unix_mode)?),
+            None => None,
+        };
+        if tcp.is_empty() && unix.is_none() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nothing to listen on",
+            ));
+        }
+        let signals = Arc::new(Signals::default());
+        let engine = Engine::with_store(&config, signals.clone(), store);
+        Ok(Server {
+            engine: Arc::new(Mutex::new(engine)),
+            signals,
+            config,
+            tcp,
+            unix,
+        })
+    }
+
+    /// The TCP addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            signals: self.signals.clone(),
+        }
+    }
+
+    /// Serves until a shutdown is requested. A graceful one returns once no job
+    /// is running; queued jobs stay with the queue store.
+    pub async fn run(mut self) -> io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut listeners = JoinSet::new();
+        for listener in std::mem::take(&mut self.tcp) {
+            let (engine, config, stop) =
+                (self.engine.clone(), self.config.clone(), stop_rx.clone());
+            listeners.spawn(accept_tcp(listener, engine, config, stop));
+        }
+        if let Some(listener) = self.unix.take() {
+            let (engine, config, stop) =
+                (self.engine.clone(), self.config.clone(), stop_rx.clone());
+            listeners.spawn(accept_unix(listener, engine, config, stop));
+        }
+        let timers = tokio::spawn(timer_loop(self.engine.clone(), self.signals.clone()));
+
+        let mut requests = self.signals.shutdown.subscribe();
+        let request = loop {
+            let current = *requests.borrow_and_update();
+            if current != ShutdownRequest::None {
+                break current;
+            }
+            if requests.changed().await.is_err() {
+                break ShutdownRequest::Immediate;
+            }
+        };
+        listeners.abort_all();
+        remove_unix_socket(&self.config);
+        if request == ShutdownRequest::Graceful {
+            tracing::info!("graceful shutdown: listeners closed, waiting for running jobs");
+            self.drain(&mut requests).await;
+        }
+        let queued = lock(&self.engine).job_count();
+        if queued > 0 {
+            tracing::warn!(jobs = queued, "stopping with jobs still queued");
+        }
+        timers.abort();
+        let _ = stop_tx.send(true);
+        Ok(())
+    }
+
+    /// Waits until no job runs, or until an immediate shutdown is asked for.
+    async fn drain(&self, requests: &mut watch::Receiver<ShutdownRequest>) {
+        lock(&self.engine).begin_drain();
+        loop {
+            let idle = self.signals.idle.notified();
+            if lock(&self.engine).running_jobs() == 0 {
+                return;
+            }
+            tokio::select! {
+                _ = idle => {}
+                changed = requests.changed() => {
+                    if changed.is_err() || *requests.borrow() == ShutdownRequest::Immediate {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn bind_tcp(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket
+        .bind(&addr.into())
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    socket.listen(backlog.min(i32::MAX as u32) as i32)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Binds the unix socket. A leftover file from a server that is gone is
+/// replaced; a socket some live server answers on is not taken over.
+fn bind_unix(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{} exists and is not a socket", path.display()),
+            ));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                format!("another server is listening on {}", path.display()),
+            ));
+        }
+        tracing::info!(path = %path.display(), "replacing stale unix socket");
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen on {}: {e}", path.display()),
+        )
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    Ok(listener)
+}
+
+fn remove_unix_socket(config: &Config) {
+    if let Some(path) = &config.unix_path {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn set_keepalive(stream: &tokio::net::TcpStream, keepalive: &Keepalive) -> io::Result<()> {
+    let mut params = TcpKeepalive::new();
+    if let Some(idle) = keepalive.idle {
+        params = params.with_time(idle);
+    }
+    if let Some(interval) = keepalive.interval {
+        params = params.with_interval(interval);
+    }
+    if let Some(count) = keepalive.count {
+        params = params.with_retries(count);
+    }
+    SockRef::from(stream).set_tcp_keepalive(&params)
+}
+
+/// Pauses accepting after an error such as EMFILE, instead of spinning.
+async fn accept_backoff(error: io::Error) {
+    tracing::error!(%error, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}
+
+async fn accept_tcp(
+    listener: TcpListener,
+    engine: Arc<Mutex<Engine>>,
+    config: Config,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                accept_backoff(e).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if let Some(keepalive) = &config.keepalive {
+            if let Err(e) = set_keepalive(&stream, keepalive) {
+                tracing::warn!(error = %e, "cannot set TCP keepalive");
+            }
+        }
+        let ip = match addr.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr.ip(), Into::into),
+            v4 => v4,
+        };
+        let peer = Peer {
+            fd: stream.as_raw_fd(),
+            host: ip.to_string(),
+            local: ip.is_loopback(),
+        };
+        tracing::debug!(%addr, "accepted");
+        let (reader, writer) = stream.into_split();
+        let max = config.max_packet_size;
+        tokio::spawn(connection::serve(
+            engine.clone(),
+            reader,
+            writer,
+            peer,
+            max,
+            stop.clone(),
+        ));
+    }
+}
+
+async fn accept_unix(
+    listener: UnixListener,
+    engine: Arc<Mutex<Engine>>,
+    config: Config,
+    stop: watch::Receiver<bool>,
+) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_backoff(e).await;
+                continue;
+            }
+        };
+        let peer = Peer {
+            fd: stream.as_raw_fd(),
+            host: "unix".to_string(),
+            local: true,
+        };
+        let (reader, writer) = stream.into_split();
+        let max = config.max_packet_size;
+        tokio::spawn(connection::serve(
+            engine.clone(),
+            reader,
+            writer,
+            peer,
+            max,
+            stop.clone(),
+        ));
+    }
+}
+
+/// Fires epoch and CAN_DO_TIMEOUT deadlines. Sleeps until the next one, or
+/// until the engine says an earlier one was added.
+async fn timer_loop(engine: Arc<Mutex<Engine>>, signals: Arc<Signals>) {
+    loop {
+        let woken = signals.timers.notified();
+        let next = {
+            let mut engine = lock(&engine);
+            let next = engine.fire_timers();
+            engine.flush();
+            next
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at.into()) => {}
+                    _ = woken => {}
+                }
+            }
+            None => woken.await,
+        }
+    }
+}
