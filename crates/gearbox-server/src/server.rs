@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
@@ -100,16 +101,15 @@ impl Server {
     /// is running; queued jobs stay with the queue store.
     pub async fn run(mut self) -> io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        let connections = TaskTracker::new();
         let mut listeners = JoinSet::new();
         for listener in std::mem::take(&mut self.tcp) {
-            let (engine, config, stop) =
-                (self.engine.clone(), self.config.clone(), stop_rx.clone());
-            listeners.spawn(accept_tcp(listener, engine, config, stop));
+            let spawner = Spawner::new(&self, &stop_rx, &connections);
+            listeners.spawn(accept_tcp(listener, spawner));
         }
         if let Some(listener) = self.unix.take() {
-            let (engine, config, stop) =
-                (self.engine.clone(), self.config.clone(), stop_rx.clone());
-            listeners.spawn(accept_unix(listener, engine, config, stop));
+            let spawner = Spawner::new(&self, &stop_rx, &connections);
+            listeners.spawn(accept_unix(listener, spawner));
         }
         let timers = tokio::spawn(timer_loop(self.engine.clone(), self.signals.clone()));
 
@@ -134,7 +134,16 @@ impl Server {
             tracing::warn!(jobs = queued, "stopping with jobs still queued");
         }
         timers.abort();
+        // Connections stop reading, and their writers send what is queued
+        // (a last WORK_COMPLETE, say) before the process goes.
         let _ = stop_tx.send(true);
+        connections.close();
+        if tokio::time::timeout(FLUSH_ON_EXIT, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not flush before exit");
+        }
         Ok(())
     }
 
@@ -155,6 +164,46 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// How long connections get to send their queued bytes when the server stops.
+const FLUSH_ON_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Starts connection tasks: what the accept loops share.
+struct Spawner {
+    engine: Arc<Mutex<Engine>>,
+    max_packet_size: u32,
+    keepalive: Option<Keepalive>,
+    stop: watch::Receiver<bool>,
+    tracker: TaskTracker,
+}
+
+impl Spawner {
+    fn new(server: &Server, stop: &watch::Receiver<bool>, tracker: &TaskTracker) -> Spawner {
+        Spawner {
+            engine: server.engine.clone(),
+            max_packet_size: server.config.max_packet_size,
+            keepalive: server.config.keepalive.clone(),
+            stop: stop.clone(),
+            tracker: tracker.clone(),
+        }
+    }
+
+    fn spawn<R, W>(&self, reader: R, writer: W, peer: Peer)
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let task = connection::serve(
+            self.engine.clone(),
+            reader,
+            writer,
+            peer,
+            self.max_packet_size,
+            self.stop.clone(),
+        );
+        self.tracker.spawn(task);
     }
 }
 
@@ -227,12 +276,7 @@ async fn accept_backoff(error: io::Error) {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 }
 
-async fn accept_tcp(
-    listener: TcpListener,
-    engine: Arc<Mutex<Engine>>,
-    config: Config,
-    stop: watch::Receiver<bool>,
-) {
+async fn accept_tcp(listener: TcpListener, spawner: Spawner) {
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -242,7 +286,7 @@ async fn accept_tcp(
             }
         };
         let _ = stream.set_nodelay(true);
-        if let Some(keepalive) = &config.keepalive {
+        if let Some(keepalive) = &spawner.keepalive {
             if let Err(e) = set_keepalive(&stream, keepalive) {
                 tracing::warn!(error = %e, "cannot set TCP keepalive");
             }
@@ -258,24 +302,11 @@ async fn accept_tcp(
         };
         tracing::debug!(%addr, "accepted");
         let (reader, writer) = stream.into_split();
-        let max = config.max_packet_size;
-        tokio::spawn(connection::serve(
-            engine.clone(),
-            reader,
-            writer,
-            peer,
-            max,
-            stop.clone(),
-        ));
+        spawner.spawn(reader, writer, peer);
     }
 }
 
-async fn accept_unix(
-    listener: UnixListener,
-    engine: Arc<Mutex<Engine>>,
-    config: Config,
-    stop: watch::Receiver<bool>,
-) {
+async fn accept_unix(listener: UnixListener, spawner: Spawner) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -290,15 +321,7 @@ async fn accept_unix(
             local: true,
         };
         let (reader, writer) = stream.into_split();
-        let max = config.max_packet_size;
-        tokio::spawn(connection::serve(
-            engine.clone(),
-            reader,
-            writer,
-            peer,
-            max,
-            stop.clone(),
-        ));
+        spawner.spawn(reader, writer, peer);
     }
 }
 

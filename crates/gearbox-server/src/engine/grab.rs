@@ -158,16 +158,16 @@ impl Engine {
         if self.draining {
             return self.conns.send(conn, PacketType::NO_JOB, &[]);
         }
-        let abilities = c.abilities.clone();
         let mut found = None;
-        for (position, ability) in abilities.iter().enumerate() {
+        for position in 0..c.abilities.len() {
+            let ability = c.abilities[position];
             let jobs = &self.jobs;
             let taken = self
                 .functions
                 .get_mut(ability.func)
                 .pop(|id| jobs.get(id).is_some_and(|j| j.state == JobState::Queued));
             if let Some((_, id)) = taken {
-                found = Some((position, *ability, id));
+                found = Some((position, ability, id));
                 break;
             }
         }
