@@ -10,7 +10,6 @@
 pub mod config;
 mod connection;
 pub mod engine;
-mod memory;
 pub mod server;
 pub mod store;
 

@@ -112,7 +112,6 @@ impl Server {
             listeners.spawn(accept_unix(listener, spawner));
         }
         let timers = tokio::spawn(timer_loop(self.engine.clone(), self.signals.clone()));
-        let trimmer = tokio::spawn(crate::memory::trim_loop(self.engine.clone()));
 
         let mut requests = self.signals.shutdown.subscribe();
         let request = loop {
@@ -135,7 +134,6 @@ impl Server {
             tracing::warn!(jobs = queued, "stopping with jobs still queued");
         }
         timers.abort();
-        trimmer.abort();
         // Connections stop reading, and their writers send what is queued
         // (a last WORK_COMPLETE, say) before the process goes.
         let _ = stop_tx.send(true);

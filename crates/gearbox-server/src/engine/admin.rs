@@ -1,7 +1,7 @@
 //! The admin text protocol. Every reply is built whole and leaves in one write,
 //! because gearadmin stops reading after a 5 ms gap.
 
-use super::jobs::JobId;
+use super::jobs::{Job, JobId};
 use super::{ConnId, Engine, ShutdownRequest};
 use bytes::Bytes;
 use gearbox_proto::admin::{self, AdminCommand};
@@ -105,7 +105,7 @@ impl Engine {
 
     /// `HANDLE\tRETRIES\tIGNORE\tQUEUED`, where QUEUED means background.
     fn jobs_listing(&self) -> Vec<u8> {
-        let mut ids: Vec<JobId> = self.jobs.iter().map(|(id, _)| *id).collect();
+        let mut ids: Vec<JobId> = self.jobs.iter().map(|j| j.id).collect();
         ids.sort_unstable();
         let mut out = Vec::new();
         for id in ids {
@@ -125,10 +125,10 @@ impl Engine {
 
     /// One line per live job with its unique, empty uniques included.
     fn uniques_listing(&self) -> Vec<u8> {
-        let mut jobs: Vec<(&JobId, _)> = self.jobs.iter().filter(|(_, j)| !j.cancelled).collect();
-        jobs.sort_unstable_by_key(|(id, _)| **id);
+        let mut jobs: Vec<&Job> = self.jobs.iter().filter(|j| !j.cancelled).collect();
+        jobs.sort_unstable_by_key(|j| j.id);
         let mut out = Vec::new();
-        for (_, job) in jobs {
+        for job in jobs {
             out.extend_from_slice(job.unique());
             out.push(b'\n');
         }

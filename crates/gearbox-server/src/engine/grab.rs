@@ -36,7 +36,7 @@ impl Engine {
         self.functions.get_mut(func).workers += 1;
         let c = self.conns.map.get_mut(&conn).expect("checked above");
         c.abilities.insert(0, Ability { func, timeout });
-        if c.sleeping && !c.woken {
+        if c.sleeping && c.woken_for.is_none() {
             let generation = c.sleep_generation;
             self.functions
                 .get_mut(func)
@@ -72,8 +72,15 @@ impl Engine {
             !gone
         });
         let held: Vec<JobId> = c.holding.clone();
+        let woken_for = c.woken_for;
         for func in &dropped {
             self.functions.get_mut(*func).workers -= 1;
+        }
+        if let Some(func) = woken_for.filter(|f| dropped.contains(f)) {
+            if let Some(c) = self.conns.map.get_mut(&conn) {
+                c.woken_for = None;
+            }
+            self.pass_wakeup_on(func);
         }
         for id in held {
             let func = self.jobs.get(id).map(|j| j.func);
@@ -98,7 +105,7 @@ impl Engine {
         }
         let c = self.conns.map.get_mut(&conn).expect("checked above");
         c.sleeping = true;
-        c.woken = false;
+        c.woken_for = None;
         c.sleep_generation += 1;
         let generation = c.sleep_generation;
         let funcs: Vec<FuncId> = c.abilities.iter().map(|a| a.func).collect();
@@ -113,7 +120,7 @@ impl Engine {
 
     /// Wakes sleeping workers of `func` for `jobs` new runnable jobs: at most
     /// `-w` (default 1) per job, oldest sleeper first, never one that was
-    /// already woken. gearmand wakes every sleeper by default.
+    /// already woken or no longer does `func`. gearmand wakes every sleeper.
     pub(super) fn wake(&mut self, func: FuncId, jobs: u32) {
         let per_job = self.settings.worker_wakeup.max(1);
         let mut budget = jobs.saturating_mul(per_job);
@@ -124,11 +131,20 @@ impl Engine {
             let Some(c) = self.conns.map.get_mut(&conn) else {
                 continue;
             };
-            if c.sleeping && !c.woken && c.sleep_generation == generation {
-                c.woken = true;
+            let can_do = c.abilities.iter().any(|a| a.func == func);
+            if c.sleeping && c.woken_for.is_none() && c.sleep_generation == generation && can_do {
+                c.woken_for = Some(func);
                 self.conns.send(conn, PacketType::NOOP, &[]);
                 budget -= 1;
             }
+        }
+    }
+
+    /// A wake-up for `func` went to a worker that will not take its job: give it
+    /// to another sleeper if the job still waits.
+    pub(super) fn pass_wakeup_on(&mut self, func: FuncId) {
+        if self.functions.get(func).runnable() > 0 {
+            self.wake(func, 1);
         }
     }
 
@@ -142,9 +158,9 @@ impl Engine {
         }
         let conns = &self.conns.map;
         function.sleepers.retain(|(conn, generation)| {
-            conns
-                .get(conn)
-                .is_some_and(|c| c.sleeping && !c.woken && c.sleep_generation == *generation)
+            conns.get(conn).is_some_and(|c| {
+                c.sleeping && c.woken_for.is_none() && c.sleep_generation == *generation
+            })
         });
     }
 
@@ -154,7 +170,7 @@ impl Engine {
             return;
         };
         c.sleeping = false;
-        c.woken = false;
+        let woken_for = c.woken_for.take();
         if self.draining {
             return self.conns.send(conn, PacketType::NO_JOB, &[]);
         }
@@ -174,6 +190,9 @@ impl Engine {
         let Some((position, ability, id)) = found else {
             return self.conns.send(conn, PacketType::NO_JOB, &[]);
         };
+        if let Some(func) = woken_for.filter(|&f| f != ability.func) {
+            self.pass_wakeup_on(func);
+        }
         if self.settings.round_robin {
             let c = self.conns.map.get_mut(&conn).expect("checked above");
             let supplier = c.abilities.remove(position);
@@ -185,7 +204,7 @@ impl Engine {
 
     /// Marks a job as held by `conn` and arms its CAN_DO_TIMEOUT, if any.
     fn start(&mut self, conn: ConnId, id: JobId, ability: Ability) {
-        self.next_assignment += 1;
+        self.next_assignment = self.next_assignment.wrapping_add(1);
         let assignment = self.next_assignment;
         let job = self.jobs.get_mut(id).expect("taken from the queue");
         job.state = JobState::Running {

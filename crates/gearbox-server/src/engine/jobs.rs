@@ -6,8 +6,8 @@
 //! hash and job ids rather than a second copy of each unique.
 
 use super::ConnId;
+use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::hash::BuildHasher;
 
 pub type JobId = u64;
@@ -26,13 +26,15 @@ pub enum JobState {
     /// Waiting for its epoch time; not in any queue until then.
     Delayed { when: u64 },
     /// Held by a worker. `assignment` tells a stale CAN_DO_TIMEOUT from a live one.
-    Running { worker: ConnId, assignment: u64 },
+    Running { worker: ConnId, assignment: u32 },
 }
 
 #[derive(Debug)]
 pub struct Job {
+    /// The number in the job's handle; set by [`JobTable::insert`].
+    pub id: JobId,
     pub func: FuncId,
-    pub priority: Priority,
+    priority: u8,
     pub state: JobState,
     /// Some submitter asked for it in the background, so it outlives its
     /// foreground clients and is persisted.
@@ -69,8 +71,9 @@ impl Job {
         blob.extend_from_slice(reducer);
         blob.extend_from_slice(data);
         Job {
+            id: 0,
             func,
-            priority,
+            priority: priority as u8,
             state,
             background,
             coalescable: false,
@@ -83,6 +86,10 @@ impl Job {
             reducer_len: reducer.len() as u32,
             blob: blob.into_boxed_slice(),
         }
+    }
+
+    pub fn priority(&self) -> Priority {
+        Priority::from(self.priority)
     }
 
     pub fn unique(&self) -> &[u8] {
@@ -98,9 +105,9 @@ impl Job {
         &self.blob[(self.unique_len + self.reducer_len) as usize..]
     }
 
-    /// What coalescing compares: the data for a unique of `-`, else the unique.
-    pub fn coalesce_key(&self) -> &[u8] {
-        coalesce_key(self.unique(), self.data()).unwrap_or(&[])
+    /// What coalescing compares; `None` for a job that never coalesces.
+    pub fn coalesce_key(&self) -> Option<CoalesceKey<'_>> {
+        coalesce_key(self.unique(), self.data())
     }
 
     pub fn is_running(&self) -> bool {
@@ -108,26 +115,51 @@ impl Job {
     }
 }
 
+/// What a submit coalesces on: its unique, or for a unique of `-` its data.
+/// The two never match each other: a job submitted with `-` and data `abc` is
+/// not the job submitted with unique `abc`, as in gearmand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CoalesceKey<'a> {
+    pub by_data: bool,
+    pub key: &'a [u8],
+}
+
 /// The key a submit coalesces on, or `None` if it never coalesces: an empty
 /// unique, or `-` with empty data.
-pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<&'a [u8]> {
+pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<CoalesceKey<'a>> {
     match unique {
         b"" => None,
         b"-" if data.is_empty() => None,
-        b"-" => Some(data),
-        other => Some(other),
+        b"-" => Some(CoalesceKey {
+            by_data: true,
+            key: data,
+        }),
+        other => Some(CoalesceKey {
+            by_data: false,
+            key: other,
+        }),
     }
 }
 
 /// All live jobs, by handle number and by (function, coalesce key).
+///
+/// Both indexes are `hashbrown` tables of one word per slot: the job table holds
+/// boxed jobs that carry their own id, and the unique index holds job ids and
+/// rehashes through the job records. With power-of-two tables at 7/8 load, an
+/// inline 100-byte entry would cost up to ~240 bytes a job; a word costs ~19.
 #[derive(Default)]
 pub struct JobTable {
-    jobs: HashMap<JobId, Job>,
-    /// hash(function, key) → jobs with that hash. Almost always one id; the job
-    /// records themselves settle a hash collision.
-    by_unique: HashMap<u64, Vec<JobId>>,
+    jobs: HashTable<Box<Job>>,
+    by_unique: HashTable<JobId>,
     hasher: RandomState,
     next_id: JobId,
+}
+
+/// Hash of a job id. Ids are ours (sequential, never from a peer), so a
+/// multiply-fold is enough and much cheaper than SipHash.
+fn id_hash(id: JobId) -> u64 {
+    let product = u128::from(id) * 0x9E37_79B9_7F4A_7C15;
+    (product as u64) ^ ((product >> 64) as u64)
 }
 
 impl JobTable {
@@ -136,78 +168,145 @@ impl JobTable {
     }
 
     pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.jobs.get(&id)
+        self.jobs.find(id_hash(id), |j| j.id == id).map(|b| &**b)
     }
 
     pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
-        self.jobs.get_mut(&id)
+        self.jobs
+            .find_mut(id_hash(id), |j| j.id == id)
+            .map(|b| &mut **b)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&JobId, &Job)> {
-        self.jobs.iter()
+    pub fn iter(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.iter().map(|b| &**b)
     }
 
-    fn key_hash(&self, func: FuncId, key: &[u8]) -> u64 {
-        self.hasher.hash_one((func, key))
+    /// The unique-index hash of a job, from its own record.
+    fn unique_hash_of(jobs: &HashTable<Box<Job>>, hasher: &RandomState, id: JobId) -> u64 {
+        let job = jobs
+            .find(id_hash(id), |j| j.id == id)
+            .expect("indexed jobs are live");
+        hasher.hash_one((job.func, job.coalesce_key()))
     }
 
-    /// The live job that a submit of (`func`, `key`) coalesces with.
-    pub fn find_unique(&self, func: FuncId, key: &[u8]) -> Option<JobId> {
-        let ids = self.by_unique.get(&self.key_hash(func, key))?;
-        ids.iter().copied().find(|id| {
-            self.jobs
-                .get(id)
-                .is_some_and(|j| j.func == func && j.coalescable && j.coalesce_key() == key)
-        })
+    /// The live job that a submit with this key coalesces with.
+    pub fn find_unique(&self, func: FuncId, key: CoalesceKey<'_>) -> Option<JobId> {
+        let hash = self.hasher.hash_one((func, Some(key)));
+        self.by_unique
+            .find(hash, |&id| {
+                self.get(id)
+                    .is_some_and(|j| j.func == func && j.coalesce_key() == Some(key))
+            })
+            .copied()
     }
 
     /// Stores a new job under the next handle number and indexes it.
     pub fn insert(&mut self, mut job: Job) -> JobId {
         self.next_id += 1;
         let id = self.next_id;
-        if let Some(key) = coalesce_key(job.unique(), job.data()) {
-            let hash = self.key_hash(job.func, key);
-            self.by_unique.entry(hash).or_default().push(id);
-            job.coalescable = true;
+        job.id = id;
+        let key_hash = coalesce_key(job.unique(), job.data())
+            .map(|key| self.hasher.hash_one((job.func, Some(key))));
+        job.coalescable = key_hash.is_some();
+        self.jobs
+            .insert_unique(id_hash(id), Box::new(job), |j| id_hash(j.id));
+        if let Some(hash) = key_hash {
+            let (jobs, hasher) = (&self.jobs, &self.hasher);
+            self.by_unique
+                .insert_unique(hash, id, |&other| Self::unique_hash_of(jobs, hasher, other));
         }
-        self.jobs.insert(id, job);
         id
     }
 
     /// Takes the job out of the unique index, so that later submits with the
     /// same unique create a new job (used when a running job is cancelled).
     pub fn unindex(&mut self, id: JobId) {
-        let Some(job) = self.jobs.get(&id) else {
-            return;
-        };
+        let Some(job) = self.get(id) else { return };
         if !job.coalescable {
             return;
         }
-        let hash = self.key_hash(job.func, job.coalesce_key());
-        if let Some(ids) = self.by_unique.get_mut(&hash) {
-            ids.retain(|&other| other != id);
-            if ids.is_empty() {
-                self.by_unique.remove(&hash);
-            }
+        let hash = self.hasher.hash_one((job.func, job.coalesce_key()));
+        if let Ok(entry) = self.by_unique.find_entry(hash, |&other| other == id) {
+            entry.remove();
         }
-        if let Some(job) = self.jobs.get_mut(&id) {
+        if let Some(job) = self.get_mut(id) {
             job.coalescable = false;
         }
     }
 
     pub fn remove(&mut self, id: JobId) -> Option<Job> {
         self.unindex(id);
-        let job = self.jobs.remove(&id);
+        let job = match self.jobs.find_entry(id_hash(id), |j| j.id == id) {
+            Ok(entry) => *entry.remove().0,
+            Err(_) => return None,
+        };
         self.shrink_if_sparse();
-        job
+        Some(job)
     }
 
     /// Gives memory back once a backlog has drained: hash tables never shrink by
     /// themselves.
     fn shrink_if_sparse(&mut self) {
         if self.jobs.capacity() > 1024 && self.jobs.len() * 4 < self.jobs.capacity() {
-            self.jobs.shrink_to(self.jobs.len() * 2);
-            self.by_unique.shrink_to(self.by_unique.len() * 2);
+            self.jobs.shrink_to(self.jobs.len() * 2, |j| id_hash(j.id));
         }
+        if self.by_unique.capacity() > 1024 && self.by_unique.len() * 4 < self.by_unique.capacity()
+        {
+            let (jobs, hasher) = (&self.jobs, &self.hasher);
+            let target = self.by_unique.len() * 2;
+            self.by_unique
+                .shrink_to(target, |&id| Self::unique_hash_of(jobs, hasher, id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backlog holds millions of these: keep the record within 96 bytes
+    /// (one 112-byte malloc chunk), payload and unique stored apart in `blob`.
+    #[test]
+    fn job_record_stays_compact() {
+        assert!(
+            std::mem::size_of::<Job>() <= 96,
+            "{}",
+            std::mem::size_of::<Job>()
+        );
+    }
+
+    #[test]
+    fn unique_index_finds_coalescable_jobs_and_forgets_removed_ones() {
+        let mut table = JobTable::default();
+        let job = |unique: &[u8], data: &[u8]| {
+            Job::new(7, NORMAL, JobState::Queued, true, unique, b"", data)
+        };
+        let a = table.insert(job(b"u", b"x"));
+        let dash = table.insert(job(b"-", b"payload"));
+        let empty = table.insert(job(b"", b"x"));
+        let literal = |key: &'static [u8]| CoalesceKey {
+            by_data: false,
+            key,
+        };
+        assert_eq!(table.find_unique(7, literal(b"u")), Some(a));
+        assert_eq!(table.find_unique(8, literal(b"u")), None);
+        assert_eq!(table.find_unique(7, literal(b"payload")), None);
+        let by_data = CoalesceKey {
+            by_data: true,
+            key: b"payload",
+        };
+        assert_eq!(table.find_unique(7, by_data), Some(dash));
+        assert!(!table.get(empty).unwrap().coalescable);
+        // Grow past several resizes: rehashing goes through the job records.
+        let many: Vec<JobId> = (0..5000)
+            .map(|i| table.insert(job(format!("k{i}").as_bytes(), b"")))
+            .collect();
+        assert_eq!(table.find_unique(7, literal(b"k4999")), Some(many[4999]));
+        for id in &many {
+            table.remove(*id);
+        }
+        assert_eq!(table.find_unique(7, literal(b"k10")), None);
+        assert_eq!(table.find_unique(7, literal(b"u")), Some(a));
+        assert_eq!(table.len(), 3);
     }
 }

@@ -94,8 +94,10 @@ struct Conn {
     abilities: Vec<Ability>,
     /// Between PRE_SLEEP and the next GRAB.
     sleeping: bool,
-    /// A NOOP went out since the connection went to sleep.
-    woken: bool,
+    /// The function whose new job a NOOP woke this connection for, until its
+    /// next GRAB. If the worker takes another function's job instead, or leaves,
+    /// that wake-up is passed on so the job does not wait beside a sleeper.
+    woken_for: Option<FuncId>,
     /// Counts PRE_SLEEPs, so a sleeper entry from an earlier sleep is recognised.
     sleep_generation: u64,
     /// Jobs assigned to this connection as a worker.
@@ -159,7 +161,7 @@ pub struct Engine {
     jobs: JobTable,
     timers: Timers,
     store: Box<dyn QueueStore>,
-    next_assignment: u64,
+    next_assignment: u32,
     /// Jobs held by workers right now, across functions.
     running: u64,
     /// Graceful shutdown: no new assignments; exit once `running` is 0.
@@ -216,7 +218,7 @@ impl Engine {
                 exceptions: self.settings.exceptions,
                 abilities: Vec::new(),
                 sleeping: false,
-                woken: false,
+                woken_for: None,
                 sleep_generation: 0,
                 holding: Vec::new(),
                 attached: HashSet::new(),
@@ -306,20 +308,14 @@ impl Engine {
         for ability in &c.abilities {
             self.functions.get_mut(ability.func).workers -= 1;
         }
-        let woken_but_idle = c.sleeping && c.woken;
         for id in std::mem::take(&mut c.holding) {
             self.requeue(id);
         }
         for id in c.attached.drain() {
             self.detach_client(id, conn);
         }
-        // It was woken for work it will never take: pass the wake-up on.
-        if woken_but_idle {
-            for ability in &c.abilities {
-                if self.functions.get(ability.func).runnable() > 0 {
-                    self.wake(ability.func, 1);
-                }
-            }
+        if let Some(func) = c.woken_for {
+            self.pass_wakeup_on(func);
         }
     }
 
@@ -349,7 +345,12 @@ impl Engine {
     fn parse_handle(&self, handle: &[u8]) -> Option<JobId> {
         let rest = handle.strip_prefix(self.settings.handle_prefix.as_slice())?;
         let digits = rest.strip_prefix(b":")?;
-        if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+        // Handles are strings to clients: `H:x:01` is not `H:x:1`.
+        let canonical = !digits.is_empty()
+            && digits.len() <= 19
+            && digits.iter().all(u8::is_ascii_digit)
+            && (digits[0] != b'0' || digits.len() == 1);
+        if !canonical {
             return None;
         }
         std::str::from_utf8(digits).ok()?.parse().ok()

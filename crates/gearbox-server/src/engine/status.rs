@@ -1,6 +1,7 @@
 //! Small request/reply commands: GET_STATUS, GET_STATUS_UNIQUE, OPTION_REQ and
 //! SET_CLIENT_ID.
 
+use super::jobs::CoalesceKey;
 use super::{ConnId, Engine};
 use bytes::Bytes;
 use gearbox_proto::PacketType;
@@ -37,10 +38,12 @@ impl Engine {
             .then(|| {
                 self.functions.sorted().into_iter().find_map(|f| {
                     let func = self.functions.id(&f.name)?;
-                    let id = self.jobs.find_unique(func, unique)?;
-                    self.jobs
-                        .get(id)
-                        .filter(|j| j.unique() == unique && !j.cancelled)
+                    let key = CoalesceKey {
+                        by_data: false,
+                        key: unique,
+                    };
+                    let id = self.jobs.find_unique(func, key)?;
+                    self.jobs.get(id).filter(|j| !j.cancelled)
                 })
             })
             .flatten();

@@ -24,7 +24,7 @@ pub struct Timers {
     epochs: BinaryHeap<Reverse<(u64, JobId)>>,
     /// (deadline, job, assignment): a timeout only applies to the assignment
     /// that armed it.
-    timeouts: BinaryHeap<Reverse<(Instant, JobId, u64)>>,
+    timeouts: BinaryHeap<Reverse<(Instant, JobId, u32)>>,
 }
 
 impl Timers {
@@ -32,7 +32,7 @@ impl Timers {
         self.epochs.push(Reverse((when, id)));
     }
 
-    pub fn add_timeout(&mut self, after: Duration, id: JobId, assignment: u64) {
+    pub fn add_timeout(&mut self, after: Duration, id: JobId, assignment: u32) {
         self.timeouts
             .push(Reverse((Instant::now() + after, id, assignment)));
     }
@@ -85,7 +85,7 @@ impl Engine {
             return;
         }
         job.state = JobState::Queued;
-        let (func, priority) = (job.func, job.priority);
+        let (func, priority) = (job.func, job.priority());
         let function = self.functions.get_mut(func);
         function.delayed[priority] -= 1;
         function.push(priority, id);

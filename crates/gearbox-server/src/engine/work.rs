@@ -102,7 +102,7 @@ impl Engine {
         job.numerator = 0;
         job.denominator = 0;
         job.state = JobState::Queued;
-        let (func, priority) = (job.func, job.priority);
+        let (func, priority) = (job.func, job.priority());
         self.stopped_running(worker, id, func);
         self.functions.get_mut(func).push(priority, id);
         self.wake(func, 1);
@@ -125,8 +125,8 @@ impl Engine {
         let job = self.jobs.remove(id)?;
         let function = self.functions.get_mut(job.func);
         match job.state {
-            JobState::Queued => function.queued[job.priority] -= 1,
-            JobState::Delayed { .. } => function.delayed[job.priority] -= 1,
+            JobState::Queued => function.queued[job.priority()] -= 1,
+            JobState::Delayed { .. } => function.delayed[job.priority()] -= 1,
             JobState::Running { worker, .. } => self.stopped_running(worker, id, job.func),
         }
         for client in &job.clients {
@@ -162,7 +162,7 @@ pub(super) fn stored<'a>(functions: &'a Functions, id: JobId, job: &'a Job) -> S
         function: &functions.get(job.func).name,
         unique: job.unique(),
         data: job.data(),
-        priority: job.priority as u8,
+        priority: job.priority() as u8,
         when: match job.state {
             JobState::Delayed { when } => when,
             _ => 0,
