@@ -627,3 +627,18 @@ async fn shutdown_graceful_waits_for_running_jobs_and_hands_out_no_more() {
     assert!(server.stopped_within(WAIT).await, "did not stop once idle");
     client.expect_closed().await;
 }
+
+#[tokio::test]
+async fn ipv6_loopback_peers_show_as_such_and_may_shut_down() {
+    let mut server = TestServer::with(|c| c.listen = vec!["[::1]:0".parse().unwrap()]).await;
+    let mut worker = server.conn().await;
+    worker.can_do("f").await;
+    let mut admin = server.conn().await;
+    let workers = admin.listing("workers").await;
+    assert!(
+        workers.lines().any(|l| l.ends_with(" ::1 - : f")),
+        "{workers:?}"
+    );
+    assert_eq!(admin.admin("shutdown").await, "OK\r\n");
+    assert!(server.stopped_within(WAIT).await);
+}

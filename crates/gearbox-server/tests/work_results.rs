@@ -316,3 +316,26 @@ async fn work_exception_on_a_background_job_ends_it_quietly() {
     let mut admin = server.conn().await;
     assert_eq!(parse_status(&admin.listing("status").await)["f"], (0, 0, 1));
 }
+
+#[tokio::test]
+async fn large_payloads_go_through_whole() {
+    let server = TestServer::start().await;
+    let mut client = server.conn().await;
+    let data: Vec<u8> = (0..2 << 20).map(|i| (i % 253) as u8).collect();
+    let h = client.submit_bytes(T::SUBMIT_JOB, b"f", b"", &data).await;
+    let mut worker = server.conn().await;
+    worker.can_do("f").await;
+    let (wh, _, got) = worker.grab().await;
+    assert_eq!(wh, h);
+    assert!(got == data, "JOB_ASSIGN data differs");
+    let chunk: Vec<u8> = data.iter().rev().copied().collect();
+    worker.send(T::WORK_DATA, &[&h, &chunk]).await;
+    worker.send(T::WORK_COMPLETE, &[&h, &data]).await;
+    let p = client.expect(T::WORK_DATA).await;
+    assert!(p.arg(1).as_ref() == chunk.as_slice(), "WORK_DATA differs");
+    let p = client.expect(T::WORK_COMPLETE).await;
+    assert!(
+        p.arg(1).as_ref() == data.as_slice(),
+        "WORK_COMPLETE differs"
+    );
+}
