@@ -53,6 +53,20 @@ impl Daemon {
         daemon
     }
 
+    /// Starts a prepared command and waits for it to accept on `port`.
+    fn spawn(command: &mut Command, port: u16) -> Daemon {
+        let child = command
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn gearboxd");
+        let daemon = Daemon { child, port };
+        wait_for(
+            || TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "gearboxd to accept",
+        );
+        daemon
+    }
+
     fn connect(&self) -> TcpStream {
         connect_tcp(self.port)
     }
@@ -257,19 +271,12 @@ fn config_file_and_at_file_supply_options_and_the_command_line_wins() {
         format!("# comment\n--port={port_a}\n--listen=127.0.0.1 --job-handle-prefix=FROMFILE\n"),
     )
     .unwrap();
-    let child = Command::new(BIN)
-        .arg(format!("--config-file={}", conf.display()))
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Daemon {
-        child,
-        port: port_a,
+    let from_file = || {
+        let mut command = Command::new(BIN);
+        command.arg(format!("--config-file={}", conf.display()));
+        command
     };
-    wait_for(
-        || TcpStream::connect(("127.0.0.1", port_a)).is_ok(),
-        "config-file port",
-    );
+    let server = Daemon::spawn(&mut from_file(), port_a);
     let mut c = server.connect();
     let created = request(&mut c, PacketType::SUBMIT_JOB_BG, &[b"f", b"", b"x"]);
     assert_eq!(created.arg(0).as_ref(), b"FROMFILE:1");
@@ -288,20 +295,7 @@ fn config_file_and_at_file_supply_options_and_the_command_line_wins() {
     drop(server);
 
     // The command line overrides the config file.
-    let child = Command::new(BIN)
-        .arg(format!("--config-file={}", conf.display()))
-        .args(["--job-handle-prefix", "CLI"])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let server = Daemon {
-        child,
-        port: port_a,
-    };
-    wait_for(
-        || TcpStream::connect(("127.0.0.1", port_a)).is_ok(),
-        "config-file port again",
-    );
+    let server = Daemon::spawn(from_file().args(["--job-handle-prefix", "CLI"]), port_a);
     let mut c = server.connect();
     assert_eq!(
         request(&mut c, PacketType::SUBMIT_JOB_BG, &[b"f", b"", b"x"])
@@ -318,17 +312,11 @@ fn config_file_and_at_file_supply_options_and_the_command_line_wins() {
 #[test]
 fn gearmand_port_environment_variable_is_used_without_dash_p() {
     let port = free_port();
-    let child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["-L", "127.0.0.1"])
-        .env("GEARMAND_PORT", port.to_string())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _server = Daemon { child, port };
-    wait_for(
-        || TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        "GEARMAND_PORT",
-    );
+        .env("GEARMAND_PORT", port.to_string());
+    let _server = Daemon::spawn(&mut command, port);
 }
 
 #[test]
