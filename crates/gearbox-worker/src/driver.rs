@@ -1,0 +1,695 @@
+//! The driver: one task that owns the job slots and decides where the next
+//! GRAB goes. Server tasks ([`crate::conn`]) report connections and packets to
+//! it; job tasks report their endings. Keeping every scheduling decision in one
+//! place is what makes the global limit and the rotation exact.
+
+use crate::backpressure::Backpressure;
+use crate::conn::{self, Conn, Outgoing};
+use crate::{Config, Function, Handler, Job, JobError, Shared, ShutdownReport};
+use bytes::Bytes;
+use futures_util::FutureExt;
+use gearbox_proto::{Packet, PacketType};
+use std::collections::{HashMap, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// GRABs that may be outstanding on one connection at once. More than one lets
+/// a worker with a high limit fill its slots from one server without waiting a
+/// round trip per job; replies come back in order, so they match their GRABs.
+const MAX_GRABS_PER_SERVER: usize = 4;
+
+/// Extra time the worker gives a CAN_DO_TIMEOUT job before it fails it itself.
+const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
+
+pub(crate) enum Event {
+    Up {
+        server: usize,
+        conn: Conn,
+    },
+    Down {
+        server: usize,
+        gen: u64,
+    },
+    Packet {
+        server: usize,
+        gen: u64,
+        packet: Packet,
+    },
+    JobDone {
+        id: u64,
+        server: usize,
+        gen: u64,
+        outcome: Outcome,
+    },
+    /// `Job::overloaded()`, or an overloaded attempt that will be retried.
+    Overloaded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Complete,
+    Fail,
+    Exception,
+    Panic,
+    Overloaded,
+    TimedOut,
+    /// The handler ran, but its result could not be sent.
+    Dropped,
+}
+
+/// The driver's view of one server.
+struct Slot {
+    conn: Option<Conn>,
+    /// May have work: not answered NO_JOB since its last NOOP or job.
+    awake: bool,
+    pre_sleep_sent: bool,
+    /// Outstanding GRABs, oldest first, each holding the slot its job will use.
+    grabs: VecDeque<(OwnedSemaphorePermit, Instant)>,
+    echo_since: Option<Instant>,
+    last_heard: Instant,
+    /// Jobs from the current connection still running.
+    running: usize,
+    /// RESET_ABILITIES and close sent (shutdown).
+    closing: bool,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            conn: None,
+            awake: false,
+            pre_sleep_sent: false,
+            grabs: VecDeque::new(),
+            echo_since: None,
+            last_heard: Instant::now(),
+            running: 0,
+            closing: false,
+        }
+    }
+
+    fn eligible(&self) -> bool {
+        self.conn.is_some() && !self.closing && self.awake && self.grabs.len() < MAX_GRABS_PER_SERVER
+    }
+
+    /// Forgets the connection. Dropping the GRAB permits frees their slots at
+    /// once: the server re-queues anything it assigned on a closed connection.
+    fn lost(&mut self) {
+        self.conn = None;
+        self.awake = false;
+        self.pre_sleep_sent = false;
+        self.grabs.clear();
+        self.echo_since = None;
+        self.running = 0;
+    }
+}
+
+struct RunningJob {
+    server: usize,
+    abort: AbortHandle,
+    /// Running when shutdown began.
+    before_shutdown: bool,
+}
+
+struct Driver {
+    cfg: Arc<Config>,
+    shared: Arc<Shared>,
+    slots: Vec<Slot>,
+    cursor: usize,
+    permits: Arc<Semaphore>,
+    events_tx: UnboundedSender<Event>,
+    backpressure: Backpressure,
+    last_grab: Option<Instant>,
+    functions: HashMap<Bytes, Function>,
+    jobs: HashMap<u64, RunningJob>,
+    next_job: u64,
+    draining: bool,
+    report: ShutdownReport,
+}
+
+pub(crate) async fn run(cfg: Arc<Config>, shared: Arc<Shared>) -> ShutdownReport {
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let mut server_tasks: Vec<JoinHandle<()>> = Vec::new();
+    for (i, s) in shared.servers.iter().enumerate() {
+        server_tasks.push(tokio::spawn(conn::server_task(
+            cfg.clone(),
+            i,
+            s.clone(),
+            events_tx.clone(),
+            stop.clone(),
+        )));
+    }
+    let n = shared.servers.len();
+    let mut driver = Driver {
+        functions: cfg
+            .functions
+            .iter()
+            .map(|f| (Bytes::from(f.name.clone()), f.clone()))
+            .collect(),
+        permits: Arc::new(Semaphore::new(cfg.concurrency)),
+        backpressure: Backpressure::new(cfg.backpressure),
+        // A random start, so that a fleet of workers does not all begin with
+        // the first server in its list.
+        cursor: fastrand::usize(..n),
+        slots: (0..n).map(|_| Slot::new()).collect(),
+        cfg,
+        shared,
+        events_tx,
+        last_grab: None,
+        jobs: HashMap::new(),
+        next_job: 0,
+        draining: false,
+        report: ShutdownReport::default(),
+    };
+    driver.main_loop(&mut events_rx, &stop).await;
+    stop.cancel();
+    // Server tasks end once their connection is closed; a server that does not
+    // let us flush the goodbye gets a moment, then is cut off.
+    let wait_all = futures_util::future::join_all(server_tasks.iter_mut());
+    if tokio::time::timeout(Duration::from_secs(2), wait_all).await.is_err() {
+        for t in &server_tasks {
+            t.abort();
+        }
+    }
+    driver.report
+}
+
+impl Driver {
+    async fn main_loop(&mut self, events: &mut UnboundedReceiver<Event>, stop: &CancellationToken) {
+        let shutdown = self.shared.shutdown.clone();
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            let timer = self.check_connections(now);
+            if self.draining {
+                self.close_idle_connections();
+                if self.jobs.is_empty() && self.slots.iter().all(|s| s.conn.is_none() || s.closing) {
+                    return;
+                }
+            }
+            let can_grab = !self.draining && self.slots.iter().any(Slot::eligible);
+            let grab_at = match self.last_grab {
+                Some(t) if !self.backpressure.delay().is_zero() => Some(t + self.backpressure.delay()),
+                _ => None,
+            };
+            let grab_now = can_grab && grab_at.map_or(true, |t| t <= now);
+            let grab_later = can_grab && !grab_now;
+            tokio::select! {
+                permit = self.permits.clone().acquire_owned(), if grab_now => {
+                    self.grab(permit.expect("the semaphore is never closed"));
+                }
+                _ = tokio::time::sleep_until(grab_at.unwrap_or(now)), if grab_later => {}
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(timer.unwrap_or(now)), if timer.is_some() => {}
+                _ = shutdown.cancelled(), if !self.draining => {
+                    let deadline = self.shared.deadline.lock().unwrap().unwrap_or(self.cfg.shutdown_timeout);
+                    tracing::info!(running = self.jobs.len(), ?deadline, "shutting down: no more grabs");
+                    self.draining = true;
+                    stop.cancel();
+                    for job in self.jobs.values_mut() {
+                        job.before_shutdown = true;
+                    }
+                    drain_deadline = Some(Instant::now() + deadline);
+                }
+                _ = tokio::time::sleep_until(drain_deadline.unwrap_or(now)), if drain_deadline.is_some() => {
+                    self.abandon_jobs();
+                    drain_deadline = None;
+                }
+            }
+        }
+    }
+
+    /// Sends one GRAB, on the next server in the rotation that may have work.
+    fn grab(&mut self, permit: OwnedSemaphorePermit) {
+        let n = self.slots.len();
+        for k in 1..=n {
+            let i = (self.cursor + k) % n;
+            if self.slots[i].eligible() {
+                self.cursor = i;
+                let slot = &mut self.slots[i];
+                let conn = slot.conn.as_ref().expect("eligible means connected");
+                conn.send(Packet::req(PacketType::GRAB_JOB_UNIQ, &[]));
+                let now = Instant::now();
+                slot.grabs.push_back((permit, now));
+                self.last_grab = Some(now);
+                return;
+            }
+        }
+        // Unreachable in practice (grab() runs right after eligibility was
+        // checked); dropping the permit gives the slot back.
+    }
+
+    /// Response timeouts, idle probes; returns when to look again.
+    fn check_connections(&mut self, now: Instant) -> Option<Instant> {
+        let rt = self.cfg.response_timeout;
+        let mut next: Option<Instant> = None;
+        let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            let Some(conn) = slot.conn.clone() else { continue };
+            if slot.closing {
+                continue;
+            }
+            if let Some((_, sent)) = slot.grabs.front() {
+                if now >= *sent + rt {
+                    self.kill(i, format!("no answer to GRAB_JOB_UNIQ within {rt:?}"));
+                    continue;
+                }
+                soonest(*sent + rt);
+            }
+            if let Some(since) = slot.echo_since {
+                if now >= since + rt {
+                    self.kill(i, format!("no answer to the ECHO_REQ probe within {rt:?}"));
+                    continue;
+                }
+                soonest(since + rt);
+            } else if slot.grabs.is_empty() {
+                let due = slot.last_heard + self.cfg.idle_probe;
+                if now >= due {
+                    conn.send(Packet::req(PacketType::ECHO_REQ, &[b"gearbox-worker probe"]));
+                    if slot.pre_sleep_sent {
+                        // If a NOOP was lost, a job is waiting: the server
+                        // answers this PRE_SLEEP with a NOOP at once.
+                        conn.send(Packet::req(PacketType::PRE_SLEEP, &[]));
+                    }
+                    slot.echo_since = Some(now);
+                    soonest(now + rt);
+                } else {
+                    soonest(due);
+                }
+            }
+        }
+        next
+    }
+
+    fn kill(&mut self, server: usize, reason: String) {
+        let slot = &mut self.slots[server];
+        if let Some(conn) = &slot.conn {
+            tracing::warn!(server = %self.shared.servers[server].addr, %reason, "dropping connection");
+            conn.kill(reason);
+        }
+        slot.lost();
+    }
+
+    fn on_event(&mut self, ev: Event) {
+        match ev {
+            Event::Up { server, conn } => {
+                let slot = &mut self.slots[server];
+                slot.lost();
+                slot.conn = Some(conn);
+                slot.awake = true;
+                slot.closing = false;
+                slot.last_heard = Instant::now();
+            }
+            Event::Down { server, gen } => {
+                let slot = &mut self.slots[server];
+                if slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
+                    slot.lost();
+                }
+            }
+            Event::Packet {
+                server,
+                gen,
+                packet,
+            } => {
+                let slot = &mut self.slots[server];
+                if !slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
+                    return;
+                }
+                slot.last_heard = Instant::now();
+                self.on_packet(server, packet);
+            }
+            Event::JobDone {
+                id,
+                server,
+                gen,
+                outcome,
+            } => {
+                if let Some(job) = self.jobs.remove(&id) {
+                    debug_assert_eq!(job.server, server);
+                    if job.before_shutdown {
+                        self.report.finished += 1;
+                    }
+                }
+                self.shared.running.store(self.jobs.len(), Ordering::Relaxed);
+                let slot = &mut self.slots[server];
+                if slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
+                    slot.running = slot.running.saturating_sub(1);
+                }
+                let now = std::time::Instant::now();
+                match outcome {
+                    Outcome::Overloaded => self.backpressure.overloaded(now),
+                    Outcome::Complete => self.backpressure.succeeded(now),
+                    _ => {}
+                }
+                self.publish_backpressure();
+            }
+            Event::Overloaded => {
+                self.backpressure.overloaded(std::time::Instant::now());
+                self.publish_backpressure();
+            }
+        }
+    }
+
+    fn publish_backpressure(&self) {
+        self.shared.backpressure_us.store(
+            self.backpressure.delay().as_micros() as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn on_packet(&mut self, server: usize, packet: Packet) {
+        let addr = &self.shared.servers[server].addr;
+        let slot = &mut self.slots[server];
+        match packet.kind {
+            PacketType::JOB_ASSIGN_UNIQ | PacketType::JOB_ASSIGN | PacketType::JOB_ASSIGN_ALL => {
+                let Some((permit, _)) = slot.grabs.pop_front() else {
+                    // Holding it would break the limit; closing the connection
+                    // makes the server re-queue it.
+                    self.kill(server, "JOB_ASSIGN without an outstanding GRAB".into());
+                    return;
+                };
+                slot.awake = true;
+                slot.pre_sleep_sent = false;
+                let (handle, function, unique, payload) = match packet.kind {
+                    PacketType::JOB_ASSIGN => (
+                        packet.arg(0).clone(),
+                        packet.arg(1).clone(),
+                        Bytes::new(),
+                        packet.arg(2).clone(),
+                    ),
+                    // JOB_ASSIGN_ALL: handle, fn, unique, reducer, data.
+                    PacketType::JOB_ASSIGN_ALL => (
+                        packet.arg(0).clone(),
+                        packet.arg(1).clone(),
+                        packet.arg(2).clone(),
+                        packet.arg(4).clone(),
+                    ),
+                    _ => (
+                        packet.arg(0).clone(),
+                        packet.arg(1).clone(),
+                        packet.arg(2).clone(),
+                        packet.arg(3).clone(),
+                    ),
+                };
+                self.start_job(server, permit, handle, function, unique, payload);
+            }
+            PacketType::NO_JOB => {
+                if slot.grabs.pop_front().is_none() {
+                    tracing::debug!(server = %addr, "NO_JOB without an outstanding GRAB");
+                }
+                slot.awake = false;
+                if slot.grabs.is_empty() && !slot.pre_sleep_sent && !self.draining {
+                    if let Some(conn) = &slot.conn {
+                        conn.send(Packet::req(PacketType::PRE_SLEEP, &[]));
+                        slot.pre_sleep_sent = true;
+                    }
+                }
+            }
+            PacketType::NOOP => {
+                slot.awake = true;
+                slot.pre_sleep_sent = false;
+            }
+            PacketType::ECHO_RES => slot.echo_since = None,
+            PacketType::ERROR => {
+                tracing::warn!(
+                    server = %addr,
+                    code = %String::from_utf8_lossy(packet.arg(0)),
+                    text = %String::from_utf8_lossy(packet.arg(1)),
+                    "server sent ERROR"
+                );
+            }
+            other => {
+                tracing::debug!(server = %addr, packet = other.name(), "ignoring unexpected packet");
+            }
+        }
+    }
+
+    fn start_job(
+        &mut self,
+        server: usize,
+        permit: OwnedSemaphorePermit,
+        handle: Bytes,
+        function: Bytes,
+        unique: Bytes,
+        payload: Bytes,
+    ) {
+        let shared_server = &self.shared.servers[server];
+        shared_server.jobs.fetch_add(1, Ordering::Relaxed);
+        let slot = &mut self.slots[server];
+        let conn = slot.conn.clone().expect("a job arrives on a live connection");
+        slot.running += 1;
+        let id = self.next_job;
+        self.next_job += 1;
+        let Some(func) = self.functions.get(&function).cloned() else {
+            // A server should only assign registered functions; WORK_FAIL is
+            // the only answer that does not leave the job stuck here.
+            tracing::warn!(server = %shared_server.addr, function = %String::from_utf8_lossy(&function),
+                "assigned a function this worker did not register; failing it");
+            let _ = conn.tx.send(Outgoing::Packet(
+                Packet::req(PacketType::WORK_FAIL, &[&handle]),
+                Some(permit),
+            ));
+            slot.running -= 1;
+            return;
+        };
+        let job = Job::new(
+            handle,
+            function,
+            unique,
+            payload,
+            shared_server.addr.clone(),
+            conn.tx.clone(),
+            self.events_tx.clone(),
+        );
+        let task = tokio::spawn(run_job(
+            job,
+            func,
+            permit,
+            self.cfg.overload_retries,
+            self.shared.clone(),
+            self.events_tx.clone(),
+            JobTag {
+                id,
+                server,
+                gen: conn.gen,
+            },
+        ));
+        self.jobs.insert(
+            id,
+            RunningJob {
+                server,
+                abort: task.abort_handle(),
+                before_shutdown: false,
+            },
+        );
+        self.shared.running.store(self.jobs.len(), Ordering::Relaxed);
+    }
+
+    /// Shutdown: a connection with no GRAB outstanding and no job running gets
+    /// RESET_ABILITIES and is closed. Not before: gearmand re-queues the jobs a
+    /// connection holds when it sends RESET_ABILITIES.
+    fn close_idle_connections(&mut self) {
+        for slot in &mut self.slots {
+            if slot.closing || !slot.grabs.is_empty() || slot.running > 0 {
+                continue;
+            }
+            if let Some(conn) = &slot.conn {
+                conn.send(Packet::req(PacketType::RESET_ABILITIES, &[]));
+                let _ = conn.tx.send(Outgoing::Close);
+                slot.closing = true;
+            }
+        }
+    }
+
+    fn abandon_jobs(&mut self) {
+        if self.jobs.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            jobs = self.jobs.len(),
+            "shutdown deadline passed; abandoning running jobs (their servers re-queue them)"
+        );
+        for (_, job) in self.jobs.drain() {
+            job.abort.abort();
+            self.report.abandoned += 1;
+        }
+        self.shared.running.store(0, Ordering::Relaxed);
+        for slot in &mut self.slots {
+            slot.running = 0;
+            slot.grabs.clear();
+        }
+        self.close_idle_connections();
+    }
+}
+
+#[derive(Clone, Copy)]
+struct JobTag {
+    id: u64,
+    server: usize,
+    gen: u64,
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".into()
+    }
+}
+
+enum Attempt {
+    Done(Result<Bytes, JobError>),
+    Panicked(String),
+    TimedOut,
+}
+
+async fn attempt(job: &Job, func: &Function) -> Attempt {
+    let limit = func.timeout.map(|t| t + TIMEOUT_GRACE);
+    match &func.handler {
+        Handler::Async(h) => {
+            let h = h.clone();
+            let job = job.clone();
+            let fut = AssertUnwindSafe(async move {
+                // The call itself may panic before it returns a future.
+                h(job).await
+            })
+            .catch_unwind();
+            let result = match limit {
+                Some(limit) => match tokio::time::timeout(limit, fut).await {
+                    Ok(r) => r,
+                    Err(_) => return Attempt::TimedOut,
+                },
+                None => fut.await,
+            };
+            match result {
+                Ok(r) => Attempt::Done(r),
+                Err(payload) => Attempt::Panicked(panic_message(&*payload)),
+            }
+        }
+        Handler::Blocking(h) => {
+            let h = h.clone();
+            let job = job.clone();
+            let task = tokio::task::spawn_blocking(move || h(job));
+            let result = match limit {
+                Some(limit) => match tokio::time::timeout(limit, task).await {
+                    Ok(r) => r,
+                    Err(_) => return Attempt::TimedOut,
+                },
+                None => task.await,
+            };
+            match result {
+                Ok(r) => Attempt::Done(r),
+                Err(e) if e.is_panic() => Attempt::Panicked(panic_message(&*e.into_panic())),
+                Err(e) => Attempt::Panicked(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn run_job(
+    job: Job,
+    func: Function,
+    permit: OwnedSemaphorePermit,
+    overload_retries: u32,
+    shared: Arc<Shared>,
+    events: UnboundedSender<Event>,
+    tag: JobTag,
+) {
+    let mut tries = 0;
+    let result = loop {
+        match attempt(&job, &func).await {
+            Attempt::Done(Err(JobError::Overloaded(why))) if tries < overload_retries => {
+                tries += 1;
+                tracing::debug!(handle = %job.handle_str(), %why, tries, "downstream overloaded; retrying in place");
+                let _ = events.send(Event::Overloaded);
+                // Let the driver apply the signal before reading the delay.
+                tokio::task::yield_now().await;
+                let delay = Duration::from_micros(shared.backpressure_us.load(Ordering::Relaxed));
+                tokio::time::sleep(delay).await;
+            }
+            other => break other,
+        }
+    };
+    let handle = job.handle().to_vec();
+    let c = &shared.stats;
+    let (packet, outcome) = match result {
+        Attempt::Done(Ok(data)) => {
+            c.completed.fetch_add(1, Ordering::Relaxed);
+            (
+                Packet::req(PacketType::WORK_COMPLETE, &[&handle, &data]),
+                Outcome::Complete,
+            )
+        }
+        Attempt::Done(Err(JobError::Fail(why))) => {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(handle = %job.handle_str(), function = job.function(), %why, "job failed");
+            (
+                Packet::req(PacketType::WORK_FAIL, &[&handle]),
+                Outcome::Fail,
+            )
+        }
+        Attempt::Done(Err(JobError::Exception(data))) => {
+            c.exceptions.fetch_add(1, Ordering::Relaxed);
+            (
+                Packet::req(PacketType::WORK_EXCEPTION, &[&handle, &data]),
+                Outcome::Exception,
+            )
+        }
+        Attempt::Done(Err(JobError::Overloaded(why))) => {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            c.overloaded.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(handle = %job.handle_str(), function = job.function(), %why, "downstream overloaded; job failed");
+            (
+                Packet::req(PacketType::WORK_FAIL, &[&handle]),
+                Outcome::Overloaded,
+            )
+        }
+        Attempt::Panicked(msg) => {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            c.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(handle = %job.handle_str(), function = job.function(), panic = %msg, "handler panicked; job failed");
+            (
+                Packet::req(PacketType::WORK_FAIL, &[&handle]),
+                Outcome::Panic,
+            )
+        }
+        Attempt::TimedOut => {
+            c.failed.fetch_add(1, Ordering::Relaxed);
+            c.timed_out.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(handle = %job.handle_str(), function = job.function(), timeout = ?func.timeout,
+                "handler outlived its CAN_DO_TIMEOUT; job failed");
+            (
+                Packet::req(PacketType::WORK_FAIL, &[&handle]),
+                Outcome::TimedOut,
+            )
+        }
+    };
+    let outcome = match job.send_final(packet, permit) {
+        Ok(()) => outcome,
+        Err(()) => {
+            c.results_dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(handle = %job.handle_str(), server = %job.server(),
+                "result dropped: the connection the job came on is gone (the server re-queues the job)");
+            Outcome::Dropped
+        }
+    };
+    let _ = events.send(Event::JobDone {
+        id: tag.id,
+        server: tag.server,
+        gen: tag.gen,
+        outcome,
+    });
+}
