@@ -8,6 +8,7 @@ use crate::Config;
 use futures_util::{SinkExt, StreamExt};
 use gearbox_client::{Backoff, Health, ServerAddr, Stream};
 use gearbox_proto::{Codec, Frame, Packet, PacketType};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
@@ -16,7 +17,9 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-/// Something to write on a connection.
+/// Something to write on a connection. (Moved once, into the writer: the
+/// packet stays inline rather than costing an allocation.)
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outgoing {
     /// A packet; the permit, if any, is the job slot the packet finishes, and is
     /// released only once the packet is written (or the connection is gone), so
@@ -34,6 +37,11 @@ pub(crate) struct Conn {
     pub gen: u64,
     pub tx: ConnTx,
     kill: Arc<Kill>,
+    /// Set by the driver once the server has answered a GRAB on this
+    /// connection. Only then is the server's backoff reset: a server that
+    /// answers the ECHO probe and then hangs on GRAB keeps its failure count
+    /// growing instead of flapping at the minimum cooldown.
+    proven: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -43,6 +51,14 @@ struct Kill {
 }
 
 impl Conn {
+    pub fn mark_proven(&self) {
+        self.proven.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_proven(&self) -> bool {
+        self.proven.load(Ordering::Relaxed)
+    }
+
     /// Drops the connection at once (the server re-queues whatever this
     /// connection held), recording why for the health record.
     pub fn kill(&self, reason: String) {
@@ -127,15 +143,16 @@ pub(crate) async fn server_task(
         };
         let error = match established {
             Ok(framed) => {
-                backoff.succeed();
                 gen += 1;
                 shared.set_health(Health::Up);
                 let (tx, rx) = mpsc::unbounded_channel();
                 let kill = Arc::new(Kill::default());
+                let proven = Arc::new(AtomicBool::new(false));
                 let conn = Conn {
                     gen,
                     tx,
                     kill: kill.clone(),
+                    proven: proven.clone(),
                 };
                 if events
                     .send(Event::Up {
@@ -148,6 +165,9 @@ pub(crate) async fn server_task(
                 }
                 let ended = serve(framed, rx, &kill, &events, index, gen).await;
                 let _ = events.send(Event::Down { server: index, gen });
+                if proven.load(Ordering::Relaxed) {
+                    backoff.succeed();
+                }
                 match ended {
                     Ended::Closed => {
                         tracing::debug!(server = %shared.addr, "connection closed");
@@ -201,7 +221,10 @@ async fn establish(cfg: &Config, addr: &ServerAddr) -> Result<Framed<Stream, Cod
             framed.feed(packet).await?;
         }
         framed
-            .send(Packet::req(PacketType::ECHO_REQ, &[b"gearbox-worker probe"]))
+            .send(Packet::req(
+                PacketType::ECHO_REQ,
+                &[b"gearbox-worker probe"],
+            ))
             .await?;
         loop {
             match framed.next().await {

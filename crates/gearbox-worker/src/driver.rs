@@ -28,6 +28,9 @@ const MAX_GRABS_PER_SERVER: usize = 4;
 /// Extra time the worker gives a CAN_DO_TIMEOUT job before it fails it itself.
 const TIMEOUT_GRACE: Duration = Duration::from_secs(1);
 
+// Events are moved once, from a task to the driver: boxing the packet variant
+// would cost an allocation per packet for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Event {
     Up {
         server: usize,
@@ -95,7 +98,15 @@ impl Slot {
     }
 
     fn eligible(&self) -> bool {
-        self.conn.is_some() && !self.closing && self.awake && self.grabs.len() < MAX_GRABS_PER_SERVER
+        let Some(conn) = &self.conn else { return false };
+        // One GRAB at a time until the server has answered one: a server that
+        // hangs on GRAB then holds one slot, not several.
+        let limit = if conn.is_proven() {
+            MAX_GRABS_PER_SERVER
+        } else {
+            1
+        };
+        !self.closing && self.awake && self.grabs.len() < limit
     }
 
     /// Forgets the connection. Dropping the GRAB permits frees their slots at
@@ -173,7 +184,10 @@ pub(crate) async fn run(cfg: Arc<Config>, shared: Arc<Shared>) -> ShutdownReport
     // Server tasks end once their connection is closed; a server that does not
     // let us flush the goodbye gets a moment, then is cut off.
     let wait_all = futures_util::future::join_all(server_tasks.iter_mut());
-    if tokio::time::timeout(Duration::from_secs(2), wait_all).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), wait_all)
+        .await
+        .is_err()
+    {
         for t in &server_tasks {
             t.abort();
         }
@@ -190,16 +204,19 @@ impl Driver {
             let timer = self.check_connections(now);
             if self.draining {
                 self.close_idle_connections();
-                if self.jobs.is_empty() && self.slots.iter().all(|s| s.conn.is_none() || s.closing) {
+                if self.jobs.is_empty() && self.slots.iter().all(|s| s.conn.is_none() || s.closing)
+                {
                     return;
                 }
             }
             let can_grab = !self.draining && self.slots.iter().any(Slot::eligible);
             let grab_at = match self.last_grab {
-                Some(t) if !self.backpressure.delay().is_zero() => Some(t + self.backpressure.delay()),
+                Some(t) if !self.backpressure.delay().is_zero() => {
+                    Some(t + self.backpressure.delay())
+                }
                 _ => None,
             };
-            let grab_now = can_grab && grab_at.map_or(true, |t| t <= now);
+            let grab_now = can_grab && grab_at.is_none_or(|t| t <= now);
             let grab_later = can_grab && !grab_now;
             tokio::select! {
                 permit = self.permits.clone().acquire_owned(), if grab_now => {
@@ -256,7 +273,9 @@ impl Driver {
         let mut soonest = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
-            let Some(conn) = slot.conn.clone() else { continue };
+            let Some(conn) = slot.conn.clone() else {
+                continue;
+            };
             if slot.closing {
                 continue;
             }
@@ -276,7 +295,10 @@ impl Driver {
             } else if slot.grabs.is_empty() {
                 let due = slot.last_heard + self.cfg.idle_probe;
                 if now >= due {
-                    conn.send(Packet::req(PacketType::ECHO_REQ, &[b"gearbox-worker probe"]));
+                    conn.send(Packet::req(
+                        PacketType::ECHO_REQ,
+                        &[b"gearbox-worker probe"],
+                    ));
                     if slot.pre_sleep_sent {
                         // If a NOOP was lost, a job is waiting: the server
                         // answers this PRE_SLEEP with a NOOP at once.
@@ -323,7 +345,7 @@ impl Driver {
                 packet,
             } => {
                 let slot = &mut self.slots[server];
-                if !slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
+                if slot.conn.as_ref().is_none_or(|c| c.gen != gen) {
                     return;
                 }
                 slot.last_heard = Instant::now();
@@ -341,7 +363,9 @@ impl Driver {
                         self.report.finished += 1;
                     }
                 }
-                self.shared.running.store(self.jobs.len(), Ordering::Relaxed);
+                self.shared
+                    .running
+                    .store(self.jobs.len(), Ordering::Relaxed);
                 let slot = &mut self.slots[server];
                 if slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
                     slot.running = slot.running.saturating_sub(1);
@@ -381,6 +405,9 @@ impl Driver {
                 };
                 slot.awake = true;
                 slot.pre_sleep_sent = false;
+                if let Some(conn) = &slot.conn {
+                    conn.mark_proven();
+                }
                 let (handle, function, unique, payload) = match packet.kind {
                     PacketType::JOB_ASSIGN => (
                         packet.arg(0).clone(),
@@ -409,6 +436,9 @@ impl Driver {
                     tracing::debug!(server = %addr, "NO_JOB without an outstanding GRAB");
                 }
                 slot.awake = false;
+                if let Some(conn) = &slot.conn {
+                    conn.mark_proven();
+                }
                 if slot.grabs.is_empty() && !slot.pre_sleep_sent && !self.draining {
                     if let Some(conn) = &slot.conn {
                         conn.send(Packet::req(PacketType::PRE_SLEEP, &[]));
@@ -447,7 +477,10 @@ impl Driver {
         let shared_server = &self.shared.servers[server];
         shared_server.jobs.fetch_add(1, Ordering::Relaxed);
         let slot = &mut self.slots[server];
-        let conn = slot.conn.clone().expect("a job arrives on a live connection");
+        let conn = slot
+            .conn
+            .clone()
+            .expect("a job arrives on a live connection");
         slot.running += 1;
         let id = self.next_job;
         self.next_job += 1;
@@ -493,7 +526,9 @@ impl Driver {
                 before_shutdown: false,
             },
         );
-        self.shared.running.store(self.jobs.len(), Ordering::Relaxed);
+        self.shared
+            .running
+            .store(self.jobs.len(), Ordering::Relaxed);
     }
 
     /// Shutdown: a connection with no GRAB outstanding and no job running gets

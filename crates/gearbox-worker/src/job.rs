@@ -126,7 +126,10 @@ impl Job {
 
     /// Sends WORK_WARNING: a message foreground clients see, not part of the result.
     pub fn warning(&self, data: impl AsRef<[u8]>) -> Result<(), ConnectionLost> {
-        self.send(PacketType::WORK_WARNING, &[&self.inner.handle, data.as_ref()])
+        self.send(
+            PacketType::WORK_WARNING,
+            &[&self.inner.handle, data.as_ref()],
+        )
     }
 
     /// Sends WORK_STATUS `numerator/denominator`, which foreground clients see and
