@@ -301,7 +301,11 @@ mod tests {
                 }
             }
         }
-        assert!(timed_out, "{} connects to a never-accepting listener all completed", held.len());
+        assert!(
+            timed_out,
+            "{} connects to a never-accepting listener all completed",
+            held.len()
+        );
         assert!(started.elapsed() < Duration::from_secs(30));
         let missing: ServerAddr = "unix:/nonexistent/gearbox.sock".parse().unwrap();
         assert!(missing.connect(Duration::from_secs(1)).await.is_err());
