@@ -1,0 +1,1184 @@
+//! compare: runs every loadgen scenario against gearboxd and gearmand and writes
+//! one Markdown table of medians and ratios.
+//!
+//! Started by the `benches/compare` script, which builds the binaries first.
+//! Each run gets a freshly started server (so memory figures start from an
+//! empty server and no run inherits another's queue); the two servers
+//! alternate, and which goes first alternates between runs.
+
+use clap::Parser;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Parser, Debug)]
+#[command(name = "compare", about = "Benchmark gearboxd against gearmand")]
+struct Args {
+    /// Small job counts and one run per scenario, for a smoke test (about a minute).
+    #[arg(long)]
+    quick: bool,
+    /// Runs per scenario and server [default: 3, or 1 with --quick].
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Where to write the Markdown report [default: benches/RESULTS.md; none with --quick].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Directory holding the release binaries gearboxd and loadgen.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// The gearmand to compare with.
+    #[arg(long, default_value = "gearmand")]
+    gearmand: String,
+    /// Only run scenarios whose id contains one of these words (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Keep the scratch directory (server logs, raw JSON) even on success.
+    #[arg(long)]
+    keep: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Gearbox,
+    Gearmand,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Gearbox => "gearbox",
+            Kind::Gearmand => "gearmand",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Better {
+    Higher,
+    Lower,
+    Info,
+}
+
+/// How a figure is shown: JSON key, label, direction, and a scale for units.
+struct Row {
+    key: &'static str,
+    label: String,
+    better: Better,
+    /// Multiply the JSON value by this (e.g. KiB → MiB).
+    scale: f64,
+    decimals: usize,
+}
+
+fn row(key: &'static str, label: impl Into<String>, better: Better, decimals: usize) -> Row {
+    Row {
+        key,
+        label: label.into(),
+        better,
+        scale: 1.0,
+        decimals,
+    }
+}
+
+fn mib(key: &'static str, label: impl Into<String>) -> Row {
+    Row {
+        key,
+        label: label.into(),
+        better: Better::Lower,
+        scale: 1.0 / 1024.0,
+        decimals: 1,
+    }
+}
+
+struct Spec {
+    id: &'static str,
+    title: String,
+    args: Vec<String>,
+    /// gearboxd over its unix socket (gearmand has none, so it stays on TCP).
+    gearbox_unix: bool,
+    deadline_s: u64,
+    rows: Vec<Row>,
+}
+
+fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+fn specs(quick: bool) -> Vec<Spec> {
+    let n = |full: u64, small: u64| if quick { small } else { full };
+    let settle = if quick { 2 } else { 10 };
+    let submit_rows = || {
+        vec![
+            row("jobs_per_s", "jobs/s", Better::Higher, 0),
+            row(
+                "jobs_per_server_cpu_s",
+                "jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            mib(
+                "server_rss_queued_kib",
+                "server RSS with the jobs queued, MiB",
+            ),
+        ]
+    };
+    let latency_rows = || {
+        vec![
+            row("p50_us", "p50 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("p99_us", "p99 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("p999_us", "p99.9 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("jobs_per_s", "jobs/s (one at a time)", Better::Higher, 0),
+            row(
+                "jobs_per_server_cpu_s",
+                "jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+        ]
+    };
+    let memory_rows = || {
+        let mut rows = vec![
+            mib("rss_before_kib", "RSS before, MiB"),
+            mib("rss_peak_kib", "RSS at peak, MiB"),
+            row(
+                "rss_per_job_bytes",
+                "RSS per queued job, bytes",
+                Better::Lower,
+                0,
+            ),
+            row("fill_jobs_per_s", "fill: jobs/s overall", Better::Higher, 0),
+        ];
+        const SLICES: [(&str, &str); 10] = [
+            (
+                "fill_slice_01_jobs_per_s",
+                "fill: jobs/s, 0–10% of the queue",
+            ),
+            ("fill_slice_02_jobs_per_s", "fill: jobs/s, 10–20%"),
+            ("fill_slice_03_jobs_per_s", "fill: jobs/s, 20–30%"),
+            ("fill_slice_04_jobs_per_s", "fill: jobs/s, 30–40%"),
+            ("fill_slice_05_jobs_per_s", "fill: jobs/s, 40–50%"),
+            ("fill_slice_06_jobs_per_s", "fill: jobs/s, 50–60%"),
+            ("fill_slice_07_jobs_per_s", "fill: jobs/s, 60–70%"),
+            ("fill_slice_08_jobs_per_s", "fill: jobs/s, 70–80%"),
+            ("fill_slice_09_jobs_per_s", "fill: jobs/s, 80–90%"),
+            ("fill_slice_10_jobs_per_s", "fill: jobs/s, 90–100%"),
+        ];
+        for (key, label) in SLICES {
+            rows.push(row(key, label, Better::Higher, 0));
+        }
+        rows.extend([
+            row(
+                "fill_jobs_per_server_cpu_s",
+                "fill: jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "drain_jobs_per_s",
+                "drain (4 workers): jobs/s",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "drain_jobs_per_server_cpu_s",
+                "drain: jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            mib(
+                "rss_after_drain_kib",
+                format!("RSS {settle} s after the drain, MiB"),
+            ),
+        ]);
+        rows
+    };
+    let submit = n(200_000, 10_000);
+    let mem = n(1_000_000, 50_000);
+    vec![
+        Spec {
+            id: "submit-bg",
+            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, no unique"),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique none"
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            id: "submit-bg-uuid",
+            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, uuid uniques"),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique uuid"
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            id: "submit-bg-w1",
+            title: format!("submit-bg, 8 conns × window 1, {} jobs, 100 B", n(100_000, 5_000)),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 1 --jobs {} --payload 100 --unique none",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            id: "drain",
+            title: format!("drain, {submit} queued jobs, 4 workers × 2 GRABs outstanding"),
+            args: args(&format!(
+                "--scenario drain --connections 8 --window 32 --jobs {submit} --payload 100 --workers 4 --grab-window 2"
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("drain_jobs_per_s", "drain jobs/s", Better::Higher, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "drained jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+                row("fill_jobs_per_s", "fill jobs/s", Better::Higher, 0),
+            ],
+        },
+        Spec {
+            id: "roundtrip",
+            title: format!(
+                "roundtrip, 4 clients × window 16, 4 echo workers, {} jobs",
+                n(100_000, 5_000)
+            ),
+            args: args(&format!(
+                "--scenario roundtrip --clients 4 --workers 4 --window 16 --jobs {} --payload 100",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("jobs_per_s", "jobs/s", Better::Higher, 0),
+                row("p50_us", "p50 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row("p999_us", "p99.9 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+            ],
+        },
+        Spec {
+            id: "coalesce",
+            title: format!(
+                "coalesce, 8 conns × window 16 over 100 uniques, 4 workers, {} submits",
+                n(100_000, 5_000)
+            ),
+            args: args(&format!(
+                "--scenario coalesce --connections 8 --window 16 --uniques 100 --workers 4 --jobs {} --payload 100",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("submits_per_s", "submits/s", Better::Higher, 0),
+                row("distinct_handles", "distinct handles created", Better::Info, 0),
+                row("submits", "submits answered", Better::Info, 0),
+                row(
+                    "submits_per_handle",
+                    "submits per handle",
+                    Better::Info,
+                    2,
+                ),
+                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "submits per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+            ],
+        },
+        Spec {
+            id: "latency-tcp",
+            title: format!("latency, TCP vs TCP, 1 conn × window 1, {} jobs", n(20_000, 2_000)),
+            args: args(&format!(
+                "--scenario latency --jobs {} --payload 100",
+                n(20_000, 2_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: latency_rows(),
+        },
+        Spec {
+            id: "latency-unix",
+            title: format!(
+                "latency, gearbox unix socket vs gearmand TCP, 1 conn × window 1, {} jobs",
+                n(20_000, 2_000)
+            ),
+            args: args(&format!(
+                "--scenario latency --jobs {} --payload 100",
+                n(20_000, 2_000)
+            )),
+            gearbox_unix: true,
+            deadline_s: 120,
+            rows: latency_rows(),
+        },
+        Spec {
+            id: "memory",
+            title: format!("memory, {mem} jobs × 100 B, no unique"),
+            args: args(&format!(
+                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique none --workers 4 --settle {settle}"
+            )),
+            gearbox_unix: false,
+            deadline_s: 300,
+            rows: memory_rows(),
+        },
+        Spec {
+            id: "memory-uuid",
+            title: format!("memory, {mem} jobs × 100 B, 36-byte uniques"),
+            args: args(&format!(
+                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique uuid --workers 4 --settle {settle}"
+            )),
+            gearbox_unix: false,
+            deadline_s: 300,
+            rows: memory_rows(),
+        },
+    ]
+}
+
+/// A server this program started; stopped (SIGTERM, then SIGKILL) on drop.
+struct Server {
+    kind: Kind,
+    child: Child,
+    tcp: String,
+    unix: Option<PathBuf>,
+    log: PathBuf,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn start(kind: Kind, args: &Args, dir: &Path, seq: usize) -> Result<Server, String> {
+        let port = free_port()?;
+        let log = dir.join(format!("{}-{seq}.log", kind.name()));
+        let mut cmd;
+        let mut unix = None;
+        match kind {
+            Kind::Gearmand => {
+                cmd = Command::new(&args.gearmand);
+                cmd.args(["-t", "4", "--hashtable-buckets", "1000003", "-p"])
+                    .arg(port.to_string())
+                    .args(["-L", "127.0.0.1", "-l"])
+                    .arg(&log)
+                    .arg("-P")
+                    .arg(dir.join(format!("gearmand-{seq}.pid")));
+                let out = File::create(dir.join(format!("gearmand-{seq}.out")))
+                    .map_err(|e| format!("cannot create a log file in {}: {e}", dir.display()))?;
+                cmd.stdout(out.try_clone().map_err(|e| e.to_string())?)
+                    .stderr(out);
+            }
+            Kind::Gearbox => {
+                let sock = dir.join(format!("gearbox-{seq}.sock"));
+                cmd = Command::new(args.bin_dir.join("gearboxd"));
+                cmd.arg("-p")
+                    .arg(port.to_string())
+                    .args(["-L", "127.0.0.1", "--unix"])
+                    .arg(&sock)
+                    .args(["-l", "stderr"]);
+                let out = File::create(&log)
+                    .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+                cmd.stdout(out.try_clone().map_err(|e| e.to_string())?)
+                    .stderr(out);
+                unix = Some(sock);
+            }
+        }
+        cmd.stdin(Stdio::null());
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", kind.name()))?;
+        let mut server = Server {
+            kind,
+            child,
+            tcp: format!("127.0.0.1:{port}"),
+            unix,
+            log,
+        };
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "{} exited during startup ({status}); log {}:\n{}",
+                    self.kind.name(),
+                    self.log.display(),
+                    tail(&self.log)
+                ));
+            }
+            let tcp_ok = std::net::TcpStream::connect(&self.tcp).is_ok();
+            let unix_ok = self
+                .unix
+                .as_ref()
+                .is_none_or(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
+            if tcp_ok && unix_ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} not accepting connections on {} after 15 s",
+                    self.kind.name(),
+                    self.tcp
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn target(&self, unix: bool) -> String {
+        match (&self.unix, unix) {
+            (Some(p), true) => format!("unix:{}", p.display()),
+            _ => self.tcp.clone(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: plain kill(2) of our own child, which has not been reaped.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                eprintln!(
+                    "compare: {} (pid {pid}) ignored SIGTERM for 10 s; killing it",
+                    self.kind.name()
+                );
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        if let Some(sock) = &self.unix {
+            let _ = std::fs::remove_file(sock);
+        }
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot find a free port: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("cannot find a free port: {e}"))
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+struct RunOutcome {
+    json: Option<Value>,
+    problem: Option<String>,
+}
+
+/// Runs loadgen once; kills it if it outlives its own deadline by 30 s.
+fn run_loadgen(
+    loadgen: &Path,
+    spec: &Spec,
+    server: &Server,
+    dir: &Path,
+    label: &str,
+) -> RunOutcome {
+    let target = server.target(spec.gearbox_unix && server.kind == Kind::Gearbox);
+    let out_path = dir.join(format!("{label}.out"));
+    let err_path = dir.join(format!("{label}.err"));
+    let mut cmd = Command::new(loadgen);
+    cmd.args(&spec.args)
+        .args(["--server", &target, "--server-pid"])
+        .arg(server.pid().to_string())
+        .args([
+            "--deadline",
+            &spec.deadline_s.to_string(),
+            "--json",
+            "--label",
+            label,
+        ])
+        .stdin(Stdio::null());
+    let command_line = format!(
+        "loadgen {} --server {target} --server-pid {} --deadline {} --json",
+        spec.args.join(" "),
+        server.pid(),
+        spec.deadline_s
+    );
+    let (Ok(out), Ok(err)) = (File::create(&out_path), File::create(&err_path)) else {
+        return RunOutcome {
+            json: None,
+            problem: Some(format!("cannot create output files in {}", dir.display())),
+        };
+    };
+    cmd.stdout(out).stderr(err);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return RunOutcome {
+                json: None,
+                problem: Some(format!("cannot start {}: {e}", loadgen.display())),
+            }
+        }
+    };
+    let limit = Instant::now() + Duration::from_secs(spec.deadline_s + 30);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if Instant::now() > limit => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(_) => break None,
+        }
+    };
+    let mut stdout = String::new();
+    let _ = File::open(&out_path).and_then(|mut f| f.read_to_string(&mut stdout));
+    let json = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .and_then(|l| serde_json::from_str::<Value>(l).ok());
+    if let Some(human) = stdout.lines().find(|l| !l.starts_with('{')) {
+        eprintln!("    {human}");
+    }
+    let mut problems = Vec::new();
+    match status {
+        None => problems.push(format!(
+            "loadgen did not exit within {} s and was killed",
+            spec.deadline_s + 30
+        )),
+        Some(s) if !s.success() => problems.push(format!(
+            "loadgen exited with {s}; stderr: {}",
+            tail(&err_path)
+        )),
+        _ => {}
+    }
+    if let Some(j) = &json {
+        if let Some(e) = j["error"].as_str() {
+            problems.push(format!("error: {e}"));
+        }
+        if let Some(a) = j["anomalies"].as_array() {
+            for x in a {
+                problems.push(format!("anomaly: {}", x.as_str().unwrap_or("?")));
+            }
+        }
+    } else {
+        problems.push("no JSON line in loadgen's output".to_string());
+    }
+    let failed = json.as_ref().is_none_or(|j| j["ok"] != Value::Bool(true));
+    RunOutcome {
+        json: if failed { None } else { json },
+        problem: (!problems.is_empty()).then(|| {
+            format!(
+                "{label}: {} (server log: {}; command: `{command_line}`)",
+                problems.join("; "),
+                server.log.display()
+            )
+        }),
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+fn fmt_num(v: f64, decimals: usize) -> String {
+    let s = format!("{v:.decimals$}");
+    // Thousands separators on the integer part.
+    let (int, frac) = match s.find('.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (&s[..], ""),
+    };
+    let (sign, digits) = match int.strip_prefix('-') {
+        Some(d) => ("-", d),
+        None => ("", int),
+    };
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{sign}{out}{frac}")
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+fn machine_facts(args: &Args) -> Vec<(&'static str, String)> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        })
+        .map(|kib| format!("{:.1} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_default();
+    let gearmand = command_output(&args.gearmand, &["--version"]);
+    let commit = command_output("git", &["rev-parse", "--short=12", "HEAD"]);
+    let dirty = !command_output(
+        "git",
+        &[
+            "status",
+            "--porcelain",
+            "--",
+            "crates",
+            "bin",
+            "Cargo.toml",
+            "Cargo.lock",
+        ],
+    )
+    .is_empty();
+    let gearboxd_version = command_output(
+        args.bin_dir.join("gearboxd").to_str().unwrap_or("gearboxd"),
+        &["--version"],
+    );
+    vec![
+        ("CPU", cpu),
+        ("cores", cores.to_string()),
+        ("memory", mem),
+        ("kernel", kernel),
+        (
+            "gearmand",
+            gearmand.lines().next().unwrap_or("").to_string(),
+        ),
+        (
+            "gearboxd",
+            format!(
+                "{gearboxd_version}, git commit {commit}{}",
+                if dirty {
+                    " (with uncommitted changes in crates/, bin/ or Cargo files)"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        (
+            "load before the run",
+            std::fs::read_to_string("/proc/loadavg")
+                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
+type Runs = BTreeMap<(usize, Kind), Vec<Value>>;
+
+fn figure(j: &Value, key: &str) -> Option<f64> {
+    j["figures"][key].as_f64()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &Args,
+    specs: &[Spec],
+    runs: &Runs,
+    problems: &[String],
+    facts: &[(&str, String)],
+    wall: Duration,
+    n_runs: usize,
+    log: &[RunLog],
+) -> String {
+    let mut md = String::new();
+    let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
+    let _ = writeln!(md, "# gearbox vs gearmand: load benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Produced by `benches/compare{}` on {date}; wall time {}m{:02}s. Each figure is the median of {n_runs} run(s) per server; see benches/README.md for what each scenario measures.\n",
+        if args.quick { " --quick" } else { "" },
+        wall.as_secs() / 60,
+        wall.as_secs() % 60
+    );
+    let _ = writeln!(md, "## Machine\n\n| | |\n|---|---|");
+    for (k, v) in facts {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let _ = writeln!(
+        md,
+        "\n## Setup\n\n\
+         - gearmand: `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (foreground child).\n\
+         - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr` (release build, default 4 threads).\n\
+         - Every run starts a fresh server on a free loopback port and stops it afterwards; the two servers alternate and the one going first alternates between runs.\n\
+         - The load generator (`target/release/loadgen`, 2 threads) runs on the same {} cores as the server, so figures are for server and client sharing the machine.\n\
+         - Server RSS is VmRSS from /proc/PID/status; server CPU is utime+stime from /proc/PID/stat over the measured phase.\n\
+         - gearbox/gearmand above 1 is better for gearbox where higher is better (rates) and worse where lower is better (latency, memory).\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    let _ = writeln!(md, "{}", outside_load_summary(log));
+    let _ = writeln!(
+        md,
+        "## Results\n\n| Scenario | Figure | Better | gearbox | gearmand | gearbox/gearmand |\n|---|---|---|--:|--:|--:|"
+    );
+    for (i, spec) in specs.iter().enumerate() {
+        for r in &spec.rows {
+            let med = |kind| {
+                let mut vals: Vec<f64> = runs
+                    .get(&(i, kind))
+                    .map(|v| v.iter().filter_map(|j| figure(j, r.key)).collect())
+                    .unwrap_or_default();
+                median(&mut vals).map(|m| m * r.scale)
+            };
+            let (gb, gm) = (med(Kind::Gearbox), med(Kind::Gearmand));
+            let show = |v: Option<f64>| v.map_or("—".to_string(), |v| fmt_num(v, r.decimals));
+            let ratio = match (gb, gm) {
+                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                _ => "—".to_string(),
+            };
+            let better = match r.better {
+                Better::Higher => "higher",
+                Better::Lower => "lower",
+                Better::Info => "",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {better} | {} | {} | {ratio} |",
+                spec.id,
+                r.label,
+                show(gb),
+                show(gm)
+            );
+        }
+    }
+    // RSS series after the drain, median per second.
+    let mut series_md = String::new();
+    for (i, spec) in specs.iter().enumerate() {
+        for kind in [Kind::Gearbox, Kind::Gearmand] {
+            let Some(list) = runs.get(&(i, kind)) else {
+                continue;
+            };
+            let all: Vec<Vec<f64>> = list
+                .iter()
+                .filter_map(|j| j["series"]["rss_after_drain_kib"].as_array())
+                .map(|a| a.iter().filter_map(Value::as_f64).collect())
+                .collect();
+            if all.is_empty() {
+                continue;
+            }
+            let len = all.iter().map(Vec::len).min().unwrap_or(0);
+            let cells: Vec<String> = (0..len)
+                .map(|s| {
+                    let mut v: Vec<f64> = all.iter().map(|x| x[s]).collect();
+                    median(&mut v).map_or("—".into(), |m| fmt_num(m / 1024.0, 1))
+                })
+                .collect();
+            if series_md.is_empty() {
+                let heads: Vec<String> = (0..len).map(|s| format!("{s} s")).collect();
+                let _ = writeln!(
+                    series_md,
+                    "\n## RSS after the drain (MiB, sampled every second, median per sample)\n\n| Scenario | Server | {} |\n|---|---|{}",
+                    heads.join(" | "),
+                    "--:|".repeat(len)
+                );
+            }
+            let _ = writeln!(
+                series_md,
+                "| {} | {} | {} |",
+                spec.id,
+                kind.name(),
+                cells.join(" | ")
+            );
+        }
+    }
+    md.push_str(&series_md);
+    md.push_str(&fill_dips(specs, runs));
+    let _ = writeln!(md, "\n## Scenarios\n");
+    for spec in specs {
+        let _ = writeln!(
+            md,
+            "- **{}**: {}. `loadgen {}`{}",
+            spec.id,
+            spec.title,
+            spec.args.join(" "),
+            if spec.gearbox_unix {
+                " (gearbox over `--server unix:SOCK`, gearmand over TCP)"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(md, "\n## Problems observed\n");
+    if problems.is_empty() {
+        let _ = writeln!(
+            md,
+            "None: every run finished, and every count checked (replies, jobs executed, admin `status` before and after draining) was as expected."
+        );
+    } else {
+        for p in problems {
+            let _ = writeln!(md, "- {p}");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n<details><summary>Every run's value</summary>\n\n| Scenario | Figure | gearbox runs | gearmand runs |\n|---|---|---|---|"
+    );
+    for (i, spec) in specs.iter().enumerate() {
+        for r in &spec.rows {
+            let list = |kind| {
+                runs.get(&(i, kind))
+                    .map(|v| {
+                        v.iter()
+                            .map(|j| {
+                                figure(j, r.key)
+                                    .map_or("—".into(), |x| fmt_num(x * r.scale, r.decimals))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                spec.id,
+                r.label,
+                list(Kind::Gearbox),
+                list(Kind::Gearmand)
+            );
+        }
+    }
+    let _ = writeln!(md, "\n</details>");
+    let _ = writeln!(
+        md,
+        "\n<details><summary>Run log</summary>\n\n| Run | Started at, s | Wall, s | Load average (1 min) at start | CPU-s used by other processes (user+system+steal) | OK |\n|---|--:|--:|--:|--:|---|"
+    );
+    for r in log {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} |",
+            r.label,
+            r.start_s,
+            r.wall_s,
+            r.load1,
+            r.foreign_cpu_s,
+            if r.ok { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(md, "\n</details>");
+    md
+}
+
+/// One loadgen run, with how busy the rest of the machine was meanwhile.
+struct RunLog {
+    label: String,
+    start_s: f64,
+    wall_s: f64,
+    load1: f64,
+    /// CPU time the machine spent on anything but this program's children
+    /// (the server and loadgen) while the run lasted.
+    foreign_cpu_s: f64,
+    ok: bool,
+}
+
+/// Measures one run: wall time, and CPU used by processes other than our
+/// children (machine-wide busy time from /proc/stat minus RUSAGE_CHILDREN).
+struct Meter {
+    at: Instant,
+    busy_s: f64,
+    children_s: f64,
+    load1: f64,
+}
+
+impl Meter {
+    fn start() -> Meter {
+        Meter {
+            at: Instant::now(),
+            busy_s: machine_busy_s(),
+            children_s: children_cpu_s(),
+            load1: std::fs::read_to_string("/proc/loadavg")
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0.0),
+        }
+    }
+
+    /// (wall seconds, foreign CPU seconds); call after the children are reaped.
+    fn stop(&self) -> (f64, f64) {
+        let busy = machine_busy_s() - self.busy_s;
+        let ours = children_cpu_s() - self.children_s;
+        (self.at.elapsed().as_secs_f64(), (busy - ours).max(0.0))
+    }
+}
+
+/// Busy CPU seconds of the whole machine since boot: user, nice, system and
+/// steal. Interrupt and softirq time are left out: loopback traffic of the run
+/// itself is handled there and charged to no process.
+fn machine_busy_s() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy: f64 = [0, 1, 2, 7].iter().filter_map(|&i| f.get(i)).sum();
+    busy / gearbox_benches::procstat::clock_ticks()
+}
+
+/// User+system CPU seconds of all reaped children of this process.
+fn children_cpu_s() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn outside_load_summary(log: &[RunLog]) -> String {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let wall: f64 = log.iter().map(|r| r.wall_s).sum();
+    let foreign: f64 = log.iter().map(|r| r.foreign_cpu_s).sum();
+    if wall <= 0.0 {
+        return String::new();
+    }
+    let worst = log
+        .iter()
+        .filter(|r| r.wall_s > 0.5)
+        .map(|r| (r.foreign_cpu_s / (r.wall_s * cores), r.label.as_str()))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    format!(
+        "- Outside load: while the runs lasted, other processes on the machine used {:.0}% of its CPU capacity{}; see the run log at the end. Figures from runs with much outside load are less trustworthy; medians of runs spread over the whole comparison limit the damage.\n",
+        100.0 * foreign / (wall * cores),
+        worst.map_or(String::new(), |(share, label)| format!(
+            " (the most in one run: {:.0}%, {label})",
+            100.0 * share
+        ))
+    )
+}
+
+/// Flags 10% slices of a memory fill whose median rate is under half the
+/// median of all ten slices for that server: a sign of stalls as the queue grows.
+fn fill_dips(specs: &[Spec], runs: &Runs) -> String {
+    let mut notes = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        for kind in [Kind::Gearbox, Kind::Gearmand] {
+            let Some(list) = runs.get(&(i, kind)) else {
+                continue;
+            };
+            let slices: Vec<Option<f64>> = (1..=10)
+                .map(|s| {
+                    let key = format!("fill_slice_{s:02}_jobs_per_s");
+                    let mut v: Vec<f64> = list.iter().filter_map(|j| figure(j, &key)).collect();
+                    median(&mut v)
+                })
+                .collect();
+            let mut known: Vec<f64> = slices.iter().flatten().copied().collect();
+            if known.len() < 10 {
+                continue;
+            }
+            let typical = median(&mut known).unwrap_or(0.0);
+            for (s, v) in slices.iter().enumerate() {
+                let v = v.unwrap_or(0.0);
+                if v < typical / 2.0 {
+                    let per_run: Vec<String> = list
+                        .iter()
+                        .filter_map(|j| figure(j, &format!("fill_slice_{:02}_jobs_per_s", s + 1)))
+                        .map(|x| fmt_num(x, 0))
+                        .collect();
+                    notes.push(format!(
+                        "- {} / {}: the {}–{}% slice ran at {} jobs/s, {:.2}× the median slice ({}); runs: {}.",
+                        spec.id,
+                        kind.name(),
+                        s * 10,
+                        s * 10 + 10,
+                        fmt_num(v, 0),
+                        v / typical,
+                        fmt_num(typical, 0),
+                        per_run.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    if notes.is_empty() {
+        "\n## Fill-rate dips\n\nNo 10% slice of a memory fill ran at under half its server's median slice rate.\n".to_string()
+    } else {
+        format!(
+            "\n## Fill-rate dips\n\nSlices of a memory fill whose median rate is under half the median of that server's ten slices:\n\n{}\n",
+            notes.join("\n")
+        )
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let started = Instant::now();
+    let n_runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
+    let specs: Vec<Spec> = specs(args.quick)
+        .into_iter()
+        .filter(|s| args.only.is_empty() || args.only.iter().any(|o| s.id.contains(o.as_str())))
+        .collect();
+    let loadgen = args.bin_dir.join("loadgen");
+    for bin in [&loadgen, &args.bin_dir.join("gearboxd")] {
+        if !bin.exists() {
+            eprintln!(
+                "compare: {} not found; build with `cargo build --release -p gearboxd -p gearbox-benches`",
+                bin.display()
+            );
+            return ExitCode::FAILURE;
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("gearbox-compare-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("compare: cannot create {}: {e}", dir.display());
+        return ExitCode::FAILURE;
+    }
+    let facts = machine_facts(&args);
+    eprintln!(
+        "compare: {} scenarios × {n_runs} run(s) × 2 servers; scratch dir {}",
+        specs.len(),
+        dir.display()
+    );
+    let mut runs: Runs = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut raw = String::new();
+    let mut seq = 0;
+    let mut log = Vec::new();
+    // Run-major order: the runs of one scenario are spread over the whole
+    // comparison, so a burst of outside load spoils at most one of them.
+    for run in 0..n_runs {
+        for (i, spec) in specs.iter().enumerate() {
+            let order = if run % 2 == 0 {
+                [Kind::Gearbox, Kind::Gearmand]
+            } else {
+                [Kind::Gearmand, Kind::Gearbox]
+            };
+            for kind in order {
+                seq += 1;
+                let label = format!("{}-{}-run{}", spec.id, kind.name(), run + 1);
+                eprintln!("[{:>4.0}s] {label}", started.elapsed().as_secs_f64());
+                let meter = Meter::start();
+                let start_s = started.elapsed().as_secs_f64();
+                let server = match Server::start(kind, &args, &dir, seq) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("    {e}");
+                        problems.push(format!("{label}: {e}"));
+                        continue;
+                    }
+                };
+                let outcome = run_loadgen(&loadgen, spec, &server, &dir, &label);
+                drop(server);
+                let (wall_s, foreign_cpu_s) = meter.stop();
+                log.push(RunLog {
+                    label: label.clone(),
+                    start_s,
+                    wall_s,
+                    load1: meter.load1,
+                    foreign_cpu_s,
+                    ok: outcome.json.is_some(),
+                });
+                if let Some(p) = outcome.problem {
+                    eprintln!("    PROBLEM: {p}");
+                    problems.push(p);
+                }
+                if let Some(j) = outcome.json {
+                    raw.push_str(&j.to_string());
+                    raw.push('\n');
+                    runs.entry((i, kind)).or_default().push(j);
+                }
+            }
+        }
+    }
+    let _ = std::fs::write(dir.join("runs.jsonl"), &raw);
+    let md = report(
+        &args,
+        &specs,
+        &runs,
+        &problems,
+        &facts,
+        started.elapsed(),
+        n_runs,
+        &log,
+    );
+    println!("{md}");
+    let out = args
+        .out
+        .clone()
+        .or_else(|| (!args.quick).then(|| PathBuf::from("benches/RESULTS.md")));
+    if let Some(out) = out {
+        match std::fs::write(&out, &md) {
+            Ok(()) => eprintln!("compare: wrote {}", out.display()),
+            Err(e) => {
+                eprintln!("compare: cannot write {}: {e}", out.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    eprintln!(
+        "compare: finished in {:.0} s{}",
+        started.elapsed().as_secs_f64(),
+        if problems.is_empty() {
+            String::new()
+        } else {
+            format!(", {} problem(s) noted in the report", problems.len())
+        }
+    );
+    if problems.is_empty() && !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("compare: logs and raw JSON kept in {}", dir.display());
+    }
+    ExitCode::SUCCESS
+}
