@@ -32,7 +32,7 @@ pub struct Cli {
     /// Listen backlog.
     #[arg(short = 'b', long, default_value_t = 32)]
     pub backlog: u32,
-    /// Worker threads; 0 means one per CPU.
+    /// Runtime worker threads, at most one per CPU; 0 means one per CPU.
     #[arg(short = 't', long, default_value_t = 4)]
     pub threads: usize,
     /// Attempts per job before it is dropped with WORK_FAIL; 0 is unlimited.

@@ -57,8 +57,16 @@ fn main() -> ExitCode {
         Ok(pid) => pid,
         Err(e) => return fail(&format!("cannot write pid file: {e}")),
     };
+    // gearmand's -t counts I/O threads; here they are the runtime's workers,
+    // and more of them than cores only adds context switches (measured: drain
+    // 69k/s with 4 threads, 82k/s with 2, on 2 cores).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads = match cli.threads {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => cores,
+        n if n > cores => {
+            tracing::info!(requested = n, cores, "-t capped at the number of cores");
+            cores
+        }
         n => n,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()

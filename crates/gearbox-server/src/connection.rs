@@ -1,14 +1,14 @@
 //! One client, worker or admin connection.
 //!
-//! The reader decodes everything it has read, then takes the engine lock once
+//! The task decodes everything it has read, then takes the engine lock once
 //! for the whole batch, so a pipelining client costs one lock and one write per
-//! read instead of one per packet. The writer task owns the write half and
-//! sends whatever the engine queued for it, several buffers per write when they
-//! pile up.
+//! read instead of one per packet. It also writes: whatever the engine queued
+//! for this connection, its own replies and packets pushed by others, several
+//! buffers per write when they pile up.
 
 use crate::engine::{ConnId, Engine, Peer};
 use bytes::{Bytes, BytesMut};
-use gearbox_proto::{Codec, Frame};
+use gearbox_proto::Codec;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -17,7 +17,7 @@ use tokio_util::codec::Decoder;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 16 * 1024;
-/// How many queued buffers the writer joins into one write, at most.
+/// How many bytes of queued buffers are joined into one write, at most.
 const WRITE_BATCH: usize = 256 * 1024;
 /// How long a closing connection may take to send its last bytes (an ERROR).
 const LINGER: Duration = Duration::from_secs(5);
@@ -33,63 +33,91 @@ pub fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 
 /// Serves one connection until the peer closes it, it sends something
 /// unframeable, or the server stops.
+///
+/// One task both reads and writes, so the replies to a batch go out from the
+/// same task right after it instead of waking a separate writer. Reading and
+/// writing stay independent inside the `select!`: a peer that stops reading its
+/// replies does not stop its requests from being read.
 pub async fn serve<R, W>(
     engine: Arc<Mutex<Engine>>,
     mut reader: R,
-    writer: W,
+    mut writer: W,
     peer: Peer,
     max_packet_size: u32,
     mut stop: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
 {
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let id = lock(&engine).connect(tx, peer);
-    let writer_task = tokio::spawn(write_loop(writer, rx));
     let mut codec = Codec::new(max_packet_size);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let mut frames: Vec<Frame> = Vec::new();
+    let mut out = Outgoing::default();
     loop {
+        out.refill(&mut rx);
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            written = writer.write(out.pending()), if out.has_pending() => match written {
+                Ok(n) if n > 0 => out.advance(n),
+                _ => break,
+            },
+            queued = rx.recv(), if !out.has_pending() => match queued {
+                Some(bytes) => out.push(bytes),
+                None => break,
+            },
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
-        }
-        let mut failure = None;
-        loop {
-            match codec.decode(&mut buf) {
-                Ok(Some(frame)) => frames.push(frame),
-                Ok(None) => break,
-                Err(e) => {
-                    failure = Some(e);
-                    break;
+                Ok(_) => {
+                    if !handle_input(&engine, id, &mut codec, &mut buf) {
+                        break;
+                    }
                 }
-            }
-        }
-        {
-            let mut engine = lock(&engine);
-            for frame in frames.drain(..) {
-                engine.handle(id, frame);
-            }
-            if let Some(e) = &failure {
-                engine.protocol_error(id, e);
-            }
-            engine.flush();
-        }
-        if failure.is_some() {
-            break;
+            },
         }
     }
     close(&engine, id);
-    // The engine dropped our sender: the writer sends what is left, then ends.
-    let _ = tokio::time::timeout(LINGER, writer_task).await;
+    // The engine dropped our sender: send what is left, bounded in time.
+    let _ = tokio::time::timeout(LINGER, async {
+        loop {
+            out.refill(&mut rx);
+            if !out.has_pending() {
+                match rx.recv().await {
+                    Some(bytes) => out.push(bytes),
+                    None => break,
+                }
+            }
+            match writer.write(out.pending()).await {
+                Ok(n) if n > 0 => out.advance(n),
+                _ => return,
+            }
+        }
+        let _ = writer.shutdown().await;
+    })
+    .await;
+}
+
+/// Decodes and handles everything buffered, under one lock. Frames are large,
+/// and moving each through a staging vector cost more than decoding them.
+/// Returns false when the input could not be framed and the connection ends.
+fn handle_input(engine: &Mutex<Engine>, id: ConnId, codec: &mut Codec, buf: &mut BytesMut) -> bool {
+    let mut engine = lock(engine);
+    let framed = loop {
+        match codec.decode(buf) {
+            Ok(Some(frame)) => engine.handle(id, &frame),
+            Ok(None) => break true,
+            Err(e) => {
+                engine.protocol_error(id, &e);
+                break false;
+            }
+        }
+    };
+    engine.flush();
+    framed
 }
 
 fn close(engine: &Mutex<Engine>, id: ConnId) {
@@ -98,24 +126,45 @@ fn close(engine: &Mutex<Engine>, id: ConnId) {
     engine.flush();
 }
 
-async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, mut rx: mpsc::UnboundedReceiver<Bytes>) {
-    let mut batch = BytesMut::new();
-    while let Some(first) = rx.recv().await {
-        let mut out = first;
-        if let Ok(next) = rx.try_recv() {
-            batch.extend_from_slice(&out);
-            batch.extend_from_slice(&next);
-            while batch.len() < WRITE_BATCH {
-                match rx.try_recv() {
-                    Ok(more) => batch.extend_from_slice(&more),
-                    Err(_) => break,
-                }
-            }
-            out = batch.split().freeze();
-        }
-        if writer.write_all(&out).await.is_err() {
-            return;
+/// Bytes waiting to be written: the buffer being written, joined from as many
+/// queued buffers as are ready (up to [`WRITE_BATCH`]), so a burst of replies
+/// and pushed packets leaves in one write.
+#[derive(Default)]
+struct Outgoing {
+    current: Bytes,
+    joined: BytesMut,
+}
+
+impl Outgoing {
+    fn has_pending(&self) -> bool {
+        !self.current.is_empty()
+    }
+
+    fn pending(&self) -> &[u8] {
+        &self.current
+    }
+
+    fn advance(&mut self, n: usize) {
+        let _ = self.current.split_to(n);
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        if self.current.is_empty() {
+            self.current = bytes;
+        } else {
+            self.joined.extend_from_slice(&self.current);
+            self.joined.extend_from_slice(&bytes);
+            self.current = self.joined.split().freeze();
         }
     }
-    let _ = writer.shutdown().await;
+
+    /// Takes whatever is queued without waiting.
+    fn refill(&mut self, rx: &mut mpsc::UnboundedReceiver<Bytes>) {
+        while self.current.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(bytes) => self.push(bytes),
+                Err(_) => break,
+            }
+        }
+    }
 }

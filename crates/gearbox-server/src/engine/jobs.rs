@@ -158,8 +158,7 @@ pub struct JobTable {
 /// Hash of a job id. Ids are ours (sequential, never from a peer), so a
 /// multiply-fold is enough and much cheaper than SipHash.
 fn id_hash(id: JobId) -> u64 {
-    let product = u128::from(id) * 0x9E37_79B9_7F4A_7C15;
-    (product as u64) ^ ((product >> 64) as u64)
+    super::fold(id)
 }
 
 impl JobTable {
