@@ -19,6 +19,53 @@ pub const HIGH: Priority = 0;
 pub const NORMAL: Priority = 1;
 pub const LOW: Priority = 2;
 
+/// Foreground connections attached to a job, one entry per submit. Most jobs
+/// of a backlog are background jobs with none, so the list lives behind one
+/// pointer and costs 8 bytes when empty. (A boxed `Vec` is a thin pointer;
+/// `Box<[ConnId]>` would take 16 bytes in every job.)
+#[allow(clippy::box_collection)]
+#[derive(Debug, Default)]
+pub struct Clients(Option<Box<Vec<ConnId>>>);
+
+impl Clients {
+    pub fn push(&mut self, conn: ConnId) {
+        self.0.get_or_insert_with(Default::default).push(conn);
+    }
+
+    /// Removes every entry of `conn`.
+    pub fn remove_all(&mut self, conn: ConnId) {
+        if let Some(list) = &mut self.0 {
+            list.retain(|&c| c != conn);
+            if list.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for Clients {
+    type Target = [ConnId];
+    fn deref(&self) -> &[ConnId] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<'a> IntoIterator for &'a Clients {
+    type Item = &'a ConnId;
+    type IntoIter = std::slice::Iter<'a, ConnId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl IntoIterator for Clients {
+    type Item = ConnId;
+    type IntoIter = std::vec::IntoIter<ConnId>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.map(|list| *list).unwrap_or_default().into_iter()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
     /// In its function's queue, runnable now.
@@ -48,7 +95,7 @@ pub struct Job {
     pub numerator: u32,
     pub denominator: u32,
     /// Foreground connections attached to the job; one entry per submit.
-    pub clients: Vec<ConnId>,
+    pub clients: Clients,
     unique_len: u32,
     reducer_len: u32,
     /// unique ++ reducer ++ data.
@@ -81,7 +128,7 @@ impl Job {
             retries: 0,
             numerator: 0,
             denominator: 0,
-            clients: Vec::new(),
+            clients: Clients::default(),
             unique_len: unique.len() as u32,
             reducer_len: reducer.len() as u32,
             blob: blob.into_boxed_slice(),
@@ -143,14 +190,16 @@ pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<CoalesceKey<
 
 /// All live jobs, by handle number and by (function, coalesce key).
 ///
-/// Both indexes are `hashbrown` tables of one word per slot: the job table holds
-/// boxed jobs that carry their own id, and the unique index holds job ids and
-/// rehashes through the job records. With power-of-two tables at 7/8 load, an
-/// inline 100-byte entry would cost up to ~240 bytes a job; a word costs ~19.
+/// Both indexes are `hashbrown` tables of two words per slot: the job table
+/// holds (id, boxed job) and the unique index (hash, id). With power-of-two
+/// tables at 7/8 load, inline 100-byte entries would cost up to ~240 bytes a
+/// job. Keeping the id and the hash in the slot means a resize only moves
+/// words: it never touches the job records, which at a million jobs would be a
+/// cache miss each and stall every connection for a fraction of a second.
 #[derive(Default)]
 pub struct JobTable {
-    jobs: HashTable<Box<Job>>,
-    by_unique: HashTable<JobId>,
+    jobs: HashTable<(JobId, Box<Job>)>,
+    by_unique: HashTable<(u64, JobId)>,
     hasher: RandomState,
     next_id: JobId,
 }
@@ -167,36 +216,36 @@ impl JobTable {
     }
 
     pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.jobs.find(id_hash(id), |j| j.id == id).map(|b| &**b)
+        self.jobs
+            .find(id_hash(id), |(k, _)| *k == id)
+            .map(|(_, j)| &**j)
     }
 
     pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
         self.jobs
-            .find_mut(id_hash(id), |j| j.id == id)
-            .map(|b| &mut **b)
+            .find_mut(id_hash(id), |(k, _)| *k == id)
+            .map(|(_, j)| &mut **j)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.iter().map(|b| &**b)
+        self.jobs.iter().map(|(_, j)| &**j)
     }
 
-    /// The unique-index hash of a job, from its own record.
-    fn unique_hash_of(jobs: &HashTable<Box<Job>>, hasher: &RandomState, id: JobId) -> u64 {
-        let job = jobs
-            .find(id_hash(id), |j| j.id == id)
-            .expect("indexed jobs are live");
-        hasher.hash_one((job.func, job.coalesce_key()))
+    fn unique_hash(&self, func: FuncId, key: CoalesceKey<'_>) -> u64 {
+        self.hasher.hash_one((func, key))
     }
 
     /// The live job that a submit with this key coalesces with.
     pub fn find_unique(&self, func: FuncId, key: CoalesceKey<'_>) -> Option<JobId> {
-        let hash = self.hasher.hash_one((func, Some(key)));
+        let hash = self.unique_hash(func, key);
         self.by_unique
-            .find(hash, |&id| {
-                self.get(id)
-                    .is_some_and(|j| j.func == func && j.coalesce_key() == Some(key))
+            .find(hash, |&(h, id)| {
+                h == hash
+                    && self
+                        .get(id)
+                        .is_some_and(|j| j.func == func && j.coalesce_key() == Some(key))
             })
-            .copied()
+            .map(|&(_, id)| id)
     }
 
     /// Stores a new job under the next handle number and indexes it.
@@ -204,15 +253,14 @@ impl JobTable {
         self.next_id += 1;
         let id = self.next_id;
         job.id = id;
-        let key_hash = coalesce_key(job.unique(), job.data())
-            .map(|key| self.hasher.hash_one((job.func, Some(key))));
+        let key_hash = job
+            .coalesce_key()
+            .map(|key| self.unique_hash(job.func, key));
         job.coalescable = key_hash.is_some();
         self.jobs
-            .insert_unique(id_hash(id), Box::new(job), |j| id_hash(j.id));
+            .insert_unique(id_hash(id), (id, Box::new(job)), |(k, _)| id_hash(*k));
         if let Some(hash) = key_hash {
-            let (jobs, hasher) = (&self.jobs, &self.hasher);
-            self.by_unique
-                .insert_unique(hash, id, |&other| Self::unique_hash_of(jobs, hasher, other));
+            self.by_unique.insert_unique(hash, (hash, id), |&(h, _)| h);
         }
         id
     }
@@ -221,11 +269,11 @@ impl JobTable {
     /// same unique create a new job (used when a running job is cancelled).
     pub fn unindex(&mut self, id: JobId) {
         let Some(job) = self.get(id) else { return };
-        if !job.coalescable {
+        let Some(key) = job.coalesce_key().filter(|_| job.coalescable) else {
             return;
-        }
-        let hash = self.hasher.hash_one((job.func, job.coalesce_key()));
-        if let Ok(entry) = self.by_unique.find_entry(hash, |&other| other == id) {
+        };
+        let hash = self.unique_hash(job.func, key);
+        if let Ok(entry) = self.by_unique.find_entry(hash, |&(_, other)| other == id) {
             entry.remove();
         }
         if let Some(job) = self.get_mut(id) {
@@ -235,8 +283,8 @@ impl JobTable {
 
     pub fn remove(&mut self, id: JobId) -> Option<Job> {
         self.unindex(id);
-        let job = match self.jobs.find_entry(id_hash(id), |j| j.id == id) {
-            Ok(entry) => *entry.remove().0,
+        let job = match self.jobs.find_entry(id_hash(id), |(k, _)| *k == id) {
+            Ok(entry) => *entry.remove().0 .1,
             Err(_) => return None,
         };
         self.shrink_if_sparse();
@@ -247,14 +295,13 @@ impl JobTable {
     /// themselves.
     fn shrink_if_sparse(&mut self) {
         if self.jobs.capacity() > 1024 && self.jobs.len() * 4 < self.jobs.capacity() {
-            self.jobs.shrink_to(self.jobs.len() * 2, |j| id_hash(j.id));
+            self.jobs
+                .shrink_to(self.jobs.len() * 2, |(k, _)| id_hash(*k));
         }
         if self.by_unique.capacity() > 1024 && self.by_unique.len() * 4 < self.by_unique.capacity()
         {
-            let (jobs, hasher) = (&self.jobs, &self.hasher);
-            let target = self.by_unique.len() * 2;
             self.by_unique
-                .shrink_to(target, |&id| Self::unique_hash_of(jobs, hasher, id));
+                .shrink_to(self.by_unique.len() * 2, |&(h, _)| h);
         }
     }
 }
@@ -263,8 +310,8 @@ impl JobTable {
 mod tests {
     use super::*;
 
-    /// A backlog holds millions of these: keep the record within 96 bytes
-    /// (one 112-byte malloc chunk), payload and unique stored apart in `blob`.
+    /// A backlog holds millions of these: keep the record within 80 bytes (one
+    /// jemalloc size class), payload and unique stored apart in `blob`.
     #[test]
     fn job_record_stays_compact() {
         assert!(

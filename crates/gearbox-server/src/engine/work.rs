@@ -114,7 +114,7 @@ impl Engine {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        job.clients.retain(|&c| c != conn);
+        job.clients.remove_all(conn);
         if job.clients.is_empty() && !job.background && !job.is_running() {
             self.remove_job(id);
         }
