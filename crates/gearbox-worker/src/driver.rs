@@ -3,7 +3,7 @@
 //! it; job tasks report their endings. Keeping every scheduling decision in one
 //! place is what makes the global limit and the rotation exact.
 
-use crate::backpressure::Backpressure;
+use crate::backpressure::{Backpressure, BackpressurePolicy};
 use crate::conn::{self, Conn, Outgoing};
 use crate::{Config, Function, Handler, Job, JobError, Shared, ShutdownReport};
 use bytes::Bytes;
@@ -45,11 +45,16 @@ pub(crate) enum Event {
         gen: u64,
         packet: Packet,
     },
+    /// A job ended; `packet` (WORK_COMPLETE, WORK_FAIL or WORK_EXCEPTION)
+    /// still has to be sent, and `permit` is the slot it held.
     JobDone {
         id: u64,
         server: usize,
         gen: u64,
         outcome: Outcome,
+        packet: Packet,
+        permit: OwnedSemaphorePermit,
+        handle: Bytes,
     },
     /// `Job::overloaded()`, or an overloaded attempt that will be retried.
     Overloaded,
@@ -63,8 +68,6 @@ pub(crate) enum Outcome {
     Panic,
     Overloaded,
     TimedOut,
-    /// The handler ran, but its result could not be sent.
-    Dropped,
 }
 
 /// The driver's view of one server.
@@ -246,24 +249,81 @@ impl Driver {
         }
     }
 
+    /// The server the next GRAB goes to: the next one after the cursor that
+    /// may have work.
+    fn next_server(&self) -> Option<usize> {
+        let n = self.slots.len();
+        (1..=n)
+            .map(|k| (self.cursor + k) % n)
+            .find(|&i| self.slots[i].eligible())
+    }
+
     /// Sends one GRAB, on the next server in the rotation that may have work.
     fn grab(&mut self, permit: OwnedSemaphorePermit) {
-        let n = self.slots.len();
-        for k in 1..=n {
-            let i = (self.cursor + k) % n;
-            if self.slots[i].eligible() {
-                self.cursor = i;
-                let slot = &mut self.slots[i];
-                let conn = slot.conn.as_ref().expect("eligible means connected");
-                conn.send(Packet::req(PacketType::GRAB_JOB_UNIQ, &[]));
-                let now = Instant::now();
-                slot.grabs.push_back((permit, now));
-                self.last_grab = Some(now);
-                return;
-            }
+        // None is unreachable in practice (grab() runs right after eligibility
+        // was checked); dropping the permit gives the slot back.
+        if let Some(i) = self.next_server() {
+            self.grab_from(i, permit);
         }
-        // Unreachable in practice (grab() runs right after eligibility was
-        // checked); dropping the permit gives the slot back.
+    }
+
+    fn grab_from(&mut self, i: usize, permit: OwnedSemaphorePermit) {
+        self.cursor = i;
+        let slot = &mut self.slots[i];
+        let conn = slot.conn.as_ref().expect("eligible means connected");
+        conn.send(Packet::req(PacketType::GRAB_JOB_UNIQ, &[]));
+        let now = Instant::now();
+        slot.grabs.push_back((permit, now));
+        self.last_grab = Some(now);
+    }
+
+    /// Sends a job's final packet on the connection the job came on.
+    ///
+    /// The slot is normally released only once the packet is written. When
+    /// the rotation's next GRAB would go to this same server anyway, the slot
+    /// passes straight to that GRAB, queued right behind the result: one write
+    /// carries both, and the server still sees the result before the GRAB.
+    fn send_result(
+        &mut self,
+        server: usize,
+        gen: u64,
+        packet: Packet,
+        permit: OwnedSemaphorePermit,
+        handle: &[u8],
+    ) {
+        let slot = &mut self.slots[server];
+        let conn = match &slot.conn {
+            Some(c) if c.gen == gen => c.clone(),
+            _ => return self.result_dropped(server, handle),
+        };
+        slot.running = slot.running.saturating_sub(1);
+        let grab_due = self
+            .last_grab
+            .is_none_or(|t| t + self.backpressure.delay() <= Instant::now());
+        if !self.draining && grab_due && self.next_server() == Some(server) {
+            if conn.tx.send(Outgoing::Packet(packet, None)).is_err() {
+                return self.result_dropped(server, handle);
+            }
+            self.grab_from(server, permit);
+        } else if conn
+            .tx
+            .send(Outgoing::Packet(packet, Some(permit)))
+            .is_err()
+        {
+            self.result_dropped(server, handle);
+        }
+    }
+
+    fn result_dropped(&self, server: usize, handle: &[u8]) {
+        self.shared
+            .stats
+            .results_dropped
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(
+            handle = %String::from_utf8_lossy(handle),
+            server = %self.shared.servers[server].addr,
+            "result dropped: the connection the job came on is gone (the server re-queues the job)"
+        );
     }
 
     /// Response timeouts, idle probes; returns when to look again.
@@ -356,6 +416,9 @@ impl Driver {
                 server,
                 gen,
                 outcome,
+                packet,
+                permit,
+                handle,
             } => {
                 if let Some(job) = self.jobs.remove(&id) {
                     debug_assert_eq!(job.server, server);
@@ -366,10 +429,6 @@ impl Driver {
                 self.shared
                     .running
                     .store(self.jobs.len(), Ordering::Relaxed);
-                let slot = &mut self.slots[server];
-                if slot.conn.as_ref().is_some_and(|c| c.gen == gen) {
-                    slot.running = slot.running.saturating_sub(1);
-                }
                 let now = std::time::Instant::now();
                 match outcome {
                     Outcome::Overloaded => self.backpressure.overloaded(now),
@@ -377,6 +436,7 @@ impl Driver {
                     _ => {}
                 }
                 self.publish_backpressure();
+                self.send_result(server, gen, packet, permit, &handle);
             }
             Event::Overloaded => {
                 self.backpressure.overloaded(std::time::Instant::now());
@@ -509,7 +569,7 @@ impl Driver {
             job,
             func,
             permit,
-            self.cfg.overload_retries,
+            self.cfg.clone(),
             self.shared.clone(),
             self.events_tx.clone(),
             JobTag {
@@ -634,11 +694,27 @@ async fn attempt(job: &Job, func: &Function) -> Attempt {
     }
 }
 
+/// How long an overloaded job waits before its next in-place attempt: the
+/// worker's grab delay, or the job's own doubling delay if that is longer (so
+/// a document rejected again and again waits longer each time, even while
+/// other jobs' successes keep the grab delay low), at most `max`, with jitter
+/// so that the documents of one rejected bulk do not all come back at once.
+fn retry_delay(shared: &Shared, policy: BackpressurePolicy, tries: u32) -> Duration {
+    let grab_delay = Duration::from_micros(shared.backpressure_us.load(Ordering::Relaxed));
+    let own = policy
+        .initial
+        .saturating_mul(1u32 << tries.saturating_sub(1).min(20));
+    grab_delay
+        .max(own)
+        .min(policy.max)
+        .mul_f64(0.5 + 0.5 * fastrand::f64())
+}
+
 async fn run_job(
     job: Job,
     func: Function,
     permit: OwnedSemaphorePermit,
-    overload_retries: u32,
+    cfg: Arc<Config>,
     shared: Arc<Shared>,
     events: UnboundedSender<Event>,
     tag: JobTag,
@@ -646,14 +722,11 @@ async fn run_job(
     let mut tries = 0;
     let result = loop {
         match attempt(&job, &func).await {
-            Attempt::Done(Err(JobError::Overloaded(why))) if tries < overload_retries => {
+            Attempt::Done(Err(JobError::Overloaded(why))) if tries < cfg.overload_retries => {
                 tries += 1;
                 tracing::debug!(handle = %job.handle_str(), %why, tries, "downstream overloaded; retrying in place");
                 let _ = events.send(Event::Overloaded);
-                // Let the driver apply the signal before reading the delay.
-                tokio::task::yield_now().await;
-                let delay = Duration::from_micros(shared.backpressure_us.load(Ordering::Relaxed));
-                tokio::time::sleep(delay).await;
+                tokio::time::sleep(retry_delay(&shared, cfg.backpressure, tries)).await;
             }
             other => break other,
         }
@@ -712,19 +785,13 @@ async fn run_job(
             )
         }
     };
-    let outcome = match job.send_final(packet, permit) {
-        Ok(()) => outcome,
-        Err(()) => {
-            c.results_dropped.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(handle = %job.handle_str(), server = %job.server(),
-                "result dropped: the connection the job came on is gone (the server re-queues the job)");
-            Outcome::Dropped
-        }
-    };
     let _ = events.send(Event::JobDone {
         id: tag.id,
         server: tag.server,
         gen: tag.gen,
         outcome,
+        packet,
+        permit,
+        handle: Bytes::copy_from_slice(job.handle()),
     });
 }

@@ -105,19 +105,6 @@ impl Job {
             .map_err(|_| ConnectionLost)
     }
 
-    /// Queues the packet that ends the job, with the job's slot, which is
-    /// released once the packet is written.
-    pub(crate) fn send_final(
-        &self,
-        packet: Packet,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<(), ()> {
-        self.inner
-            .conn
-            .send(Outgoing::Packet(packet, Some(permit)))
-            .map_err(|_| ())
-    }
-
     /// Sends WORK_DATA: a chunk of partial result that foreground clients see at
     /// once (libgearman and PHP concatenate the chunks before the final result).
     pub fn data(&self, data: impl AsRef<[u8]>) -> Result<(), ConnectionLost> {

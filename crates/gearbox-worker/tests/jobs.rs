@@ -404,3 +404,55 @@ async fn backpressure(kind: ServerKind) {
     running.shutdown(Duration::from_secs(10)).await;
 }
 both_servers!(backpressure_grows_and_recovers, backpressure);
+
+/// CAN_DO_TIMEOUT: the function is registered with its timeout. gearboxd
+/// re-queues the job when the first attempt overruns, and the worker's second
+/// attempt completes it. gearmand loses its timer when the worker sends
+/// PRE_SLEEP while holding a job (docs/compat.md C2), so there the worker's own
+/// deadline ends the job with WORK_FAIL; either way the client is not left
+/// waiting forever.
+async fn can_do_timeout(kind: ServerKind) {
+    let server = start(kind).await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let worker = Worker::builder()
+        .server(server.addr())
+        .concurrency(2)
+        .client_id("timeout-worker")
+        .function_with_timeout("t", Duration::from_millis(1000), move |_job| {
+            let first = c.fetch_add(1, Ordering::SeqCst) == 0;
+            async move {
+                if first {
+                    std::future::pending::<()>().await;
+                }
+                Ok::<_, JobError>(Bytes::from_static(b"second"))
+            }
+        })
+        .build()
+        .unwrap();
+    let handle = worker.handle();
+    let running = worker.spawn();
+    let mut client = Raw::connect(server.port()).await;
+    client.submit("t", b"x").await;
+    let seen = client.until_done().await;
+    let last = seen.last().unwrap();
+    match kind {
+        ServerKind::Gearboxd => {
+            assert_eq!(last.kind, PacketType::WORK_COMPLETE, "{seen:?}");
+            assert_eq!(last.arg(1).as_ref(), b"second");
+            assert_eq!(calls.load(Ordering::SeqCst), 2);
+        }
+        ServerKind::Gearmand => assert!(
+            matches!(last.kind, PacketType::WORK_COMPLETE | PacketType::WORK_FAIL),
+            "{seen:?}"
+        ),
+    }
+    // The first attempt is given up (and counted) one grace second after its
+    // timeout.
+    wait_for("the first attempt to time out", || {
+        handle.stats().timed_out == 1
+    })
+    .await;
+    running.shutdown(Duration::from_secs(10)).await;
+}
+both_servers!(can_do_timeout_requeues_or_fails, can_do_timeout);
