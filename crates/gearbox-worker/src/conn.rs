@@ -104,8 +104,14 @@ impl ServerShared {
                 error,
             } => {
                 let wait = until.saturating_duration_since(Instant::now());
-                if changed || *failures <= 1 {
+                // A server that stays down is retried for as long as the
+                // worker runs: warn when it goes down, then only at 8, 16,
+                // 32... failures, so the log says it is still down without a
+                // line per retry.
+                if *failures == 1 {
                     tracing::warn!(server = %self.addr, failures, retry_in = ?wait, %error, "server down, cooling down");
+                } else if *failures >= 8 && failures.is_power_of_two() {
+                    tracing::warn!(server = %self.addr, failures, retry_in = ?wait, %error, "server still down");
                 } else {
                     tracing::debug!(server = %self.addr, failures, retry_in = ?wait, %error, "server still down");
                 }

@@ -222,15 +222,9 @@ impl Driver {
             let grab_now = can_grab && grab_at.is_none_or(|t| t <= now);
             let grab_later = can_grab && !grab_now;
             tokio::select! {
-                permit = self.permits.clone().acquire_owned(), if grab_now => {
-                    self.grab(permit.expect("the semaphore is never closed"));
-                }
-                _ = tokio::time::sleep_until(grab_at.unwrap_or(now)), if grab_later => {}
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_event(ev),
-                    None => return,
-                },
-                _ = tokio::time::sleep_until(timer.unwrap_or(now)), if timer.is_some() => {}
+                // Shutdown first: once it is signalled, no GRAB may win a race
+                // against it.
+                biased;
                 _ = shutdown.cancelled(), if !self.draining => {
                     let deadline = self.shared.deadline.lock().unwrap().unwrap_or(self.cfg.shutdown_timeout);
                     tracing::info!(running = self.jobs.len(), ?deadline, "shutting down: no more grabs");
@@ -241,6 +235,15 @@ impl Driver {
                     }
                     drain_deadline = Some(Instant::now() + deadline);
                 }
+                permit = self.permits.clone().acquire_owned(), if grab_now => {
+                    self.grab(permit.expect("the semaphore is never closed"));
+                }
+                _ = tokio::time::sleep_until(grab_at.unwrap_or(now)), if grab_later => {}
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_event(ev),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(timer.unwrap_or(now)), if timer.is_some() => {}
                 _ = tokio::time::sleep_until(drain_deadline.unwrap_or(now)), if drain_deadline.is_some() => {
                     self.abandon_jobs();
                     drain_deadline = None;
