@@ -11,6 +11,8 @@
 //! with its captured output, and [`BackgroundProcess`] / [`TestServer`] kill their own
 //! child on drop. Only std is used.
 
+pub mod diff;
+
 use std::env;
 use std::fs;
 use std::io::{Read, Write};
