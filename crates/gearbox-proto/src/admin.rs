@@ -56,13 +56,13 @@ impl AdminError {
         match self {
             AdminError::UnknownCommand(word) => {
                 out.extend_from_slice(b"ERR UNKNOWN_COMMAND Unknown+server+command");
-                out.extend_from_slice(word);
+                out.extend_from_slice(c_str(word));
             }
             AdminError::InvalidArguments(word) => {
                 out.extend_from_slice(
                     b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+",
                 );
-                out.extend_from_slice(word);
+                out.extend_from_slice(c_str(word));
             }
             AdminError::UnknownShowArguments => {
                 out.extend_from_slice(b"ERR UNKNOWN_SHOW_ARGUMENTS")
@@ -75,6 +75,12 @@ impl AdminError {
         out.extend_from_slice(b"\r\n");
         out
     }
+}
+
+/// The bytes before the first NUL: how gearmand, which prints C strings, shows
+/// a name or word that contains one.
+pub fn c_str(bytes: &[u8]) -> &[u8] {
+    bytes.split(|&b| b == 0).next().unwrap_or_default()
 }
 
 /// Splits a line on runs of spaces. Tabs are not separators, as in gearmand.

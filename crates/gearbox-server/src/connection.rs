@@ -31,6 +31,21 @@ pub fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
     })
 }
 
+/// A connection known to the engine, with the receiving end of its outbox.
+pub struct Registration {
+    id: ConnId,
+    rx: mpsc::UnboundedReceiver<Bytes>,
+}
+
+/// Adds a connection to the engine. The accept loop calls this before it
+/// spawns the connection's task, so connection ids (and `workers` lines) follow
+/// accept order rather than the order in which tasks first get to run.
+pub fn register(engine: &Mutex<Engine>, peer: Peer) -> Registration {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let id = lock(engine).connect(tx, peer);
+    Registration { id, rx }
+}
+
 /// Serves one connection until the peer closes it, it sends something
 /// unframeable, or the server stops.
 ///
@@ -40,17 +55,16 @@ pub fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 /// replies does not stop its requests from being read.
 pub async fn serve<R, W>(
     engine: Arc<Mutex<Engine>>,
+    registration: Registration,
     mut reader: R,
     mut writer: W,
-    peer: Peer,
     max_packet_size: u32,
     mut stop: watch::Receiver<bool>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let id = lock(&engine).connect(tx, peer);
+    let Registration { id, mut rx } = registration;
     let mut codec = Codec::new(max_packet_size);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Outgoing::default();

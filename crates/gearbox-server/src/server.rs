@@ -195,11 +195,12 @@ impl Spawner {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let registration = connection::register(&self.engine, peer);
         let task = connection::serve(
             self.engine.clone(),
+            registration,
             reader,
             writer,
-            peer,
             self.max_packet_size,
             self.stop.clone(),
         );

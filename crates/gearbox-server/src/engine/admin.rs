@@ -57,7 +57,7 @@ impl Engine {
     fn status_listing(&self) -> Vec<u8> {
         let mut out = Vec::new();
         for f in self.functions.sorted() {
-            out.extend_from_slice(&f.name);
+            out.extend_from_slice(admin::c_str(&f.name));
             let _ = writeln!(out, "\t{}\t{}\t{}", f.total(), f.running, f.workers);
         }
         out.extend_from_slice(admin::END_OF_LISTING);
@@ -69,7 +69,7 @@ impl Engine {
         let mut out = Vec::new();
         for f in self.functions.sorted() {
             let waiting = |p: usize| f.queued[p] + f.delayed[p];
-            out.extend_from_slice(&f.name);
+            out.extend_from_slice(admin::c_str(&f.name));
             let _ = writeln!(
                 out,
                 "\t{}\t{}\t{}\t{}",
@@ -91,11 +91,11 @@ impl Engine {
         for id in ids {
             let c = &self.conns.map[id];
             let _ = write!(out, "{} {} ", c.peer.fd, c.peer.host);
-            out.extend_from_slice(&c.client_id);
+            out.extend_from_slice(admin::c_str(&c.client_id));
             out.extend_from_slice(b" :");
             for ability in &c.abilities {
                 out.push(b' ');
-                out.extend_from_slice(&self.functions.get(ability.func).name);
+                out.extend_from_slice(admin::c_str(&self.functions.get(ability.func).name));
             }
             out.push(b'\n');
         }
@@ -129,7 +129,7 @@ impl Engine {
         jobs.sort_unstable_by_key(|j| j.id);
         let mut out = Vec::new();
         for job in jobs {
-            out.extend_from_slice(job.unique());
+            out.extend_from_slice(admin::c_str(job.unique()));
             out.push(b'\n');
         }
         out.extend_from_slice(admin::END_OF_LISTING);

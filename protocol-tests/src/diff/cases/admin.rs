@@ -42,11 +42,20 @@ pub fn cases() -> Vec<Case> {
             .line(2, "SHOW UNIQUE JOBS")
             .settle(),
         case("admin_leading_space", CAT)
-            .about("a line starting with a space has an empty command word: UNKNOWN_COMMAND")
+            .about("a line starting with a space: gearmand sees an empty command word")
             .connect()
             .line(1, " status")
             .line(1, " ")
-            .settle(),
+            .settle()
+            .deviation("C15", "gearboxd ignores spaces at the ends of an admin line")
+            .gearbox(
+                1,
+                1,
+                &[
+                    r#"text ".\n""#,
+                    r#"text "ERR UNKNOWN_COMMAND Unknown+server+command\r\n""#,
+                ],
+            ),
         case("admin_status_lf_only", CAT)
             .about("LF-only lines work like CRLF lines")
             .connect_n(2)

@@ -22,24 +22,7 @@ mod wakeup;
 /// Cases that fail because of a gearboxd bug not covered by docs/compat.md. Each still
 /// asserts gearmand's behaviour; the test prints them but does not fail on them.
 /// (case name, one line of explanation)
-pub const KNOWN_BUGS: &[(&str, &str)] = &[
-    (
-        "can_do_trailing_nul_is_part_of_name",
-        "status prints a function name containing NUL whole; gearmand prints it up to the NUL",
-    ),
-    (
-        "malformed_nul_inside_text_line",
-        "UNKNOWN_COMMAND echoes the command past a NUL byte; gearmand stops at the NUL",
-    ),
-    (
-        "admin_leading_space",
-        "a line starting with a space runs the command; gearmand sees an empty command word (UNKNOWN_COMMAND)",
-    ),
-    (
-        "admin_workers_fast_connects",
-        "connections opened back to back are listed in racy registration order, not connect order (C16)",
-    ),
-];
+pub const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 /// Every case, in a stable order. Panics on duplicate names.
 pub fn all_cases() -> Vec<Case> {
