@@ -21,8 +21,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! What it does differently from libgearman's worker (see the crate README in
-//! `docs/` and `../shared/anchors.md` for the survey):
+//! What it does differently from libgearman's worker:
 //!
 //! * **One global limit.** `concurrency(n)` bounds the jobs this worker holds
 //!   across *all* servers, and a GRAB is only sent once a slot is reserved for
@@ -31,7 +30,9 @@
 //! * **Fair across servers.** Grabs rotate over the servers that may have work,
 //!   so two backlogged servers get equal service even with a limit of 1
 //!   (libgearman drains the first server in its list). A server that answered
-//!   NO_JOB gets PRE_SLEEP and is left alone until it sends NOOP.
+//!   NO_JOB gets PRE_SLEEP and is left alone until it sends NOOP. Grabs use
+//!   GRAB_JOB_UNIQ (gearmand and gearboxd accept it), so handlers see the
+//!   client's unique id.
 //! * **Dead and hung servers cost nothing.** Connects are bounded; a new
 //!   connection must answer an ECHO probe before it gets a grab; a server that
 //!   fails, closes, or leaves a GRAB or probe unanswered for `response_timeout`
@@ -45,6 +46,28 @@
 //!   grabs by a growing delay, which shrinks again as jobs succeed.
 //! * **Graceful shutdown.** Stop grabbing, let running jobs finish within a
 //!   deadline, then RESET_ABILITIES and close.
+//!
+//! # Limits worth knowing
+//!
+//! * A server that answers the ECHO probe but then leaves a GRAB unanswered
+//!   holds one job slot for up to `response_timeout` per connection; its
+//!   failure count (and so its cooldown) keeps growing until it answers a GRAB
+//!   again, so the cost shrinks as the outage lasts. Until a connection has
+//!   answered one GRAB, only one GRAB at a time is sent on it.
+//! * A server that said NO_JOB is asleep (PRE_SLEEP) as far as it knows, even
+//!   while every slot is busy with jobs from other servers. gearboxd wakes one
+//!   sleeper per new job (gearmand wakes all), so a job arriving then can wait
+//!   for this worker's next free slot while another sleeping worker stays
+//!   asleep. At most one such wake-up per server is held: gearboxd wakes
+//!   another sleeper for the next job. The protocol has no way to withdraw
+//!   from sleep short of a GRAB, which would over-grab.
+//! * Results go back on the connection the job came on (gearmand accepts
+//!   WORK_* only from the owning connection). If it died meanwhile, the
+//!   result is dropped with a log line and counted in
+//!   [`WorkerStats::results_dropped`]; the server has re-queued the job.
+//! * Handlers of a connection that died keep running to the end: their work
+//!   is not undone by stopping it, and the server gives the job to another
+//!   worker either way.
 
 mod backpressure;
 mod conn;
@@ -444,6 +467,11 @@ impl Worker {
         }
     }
 
+    /// Each server's health (see [`WorkerHandle::health`]).
+    pub fn health(&self) -> Vec<(ServerAddr, Health)> {
+        self.handle().health()
+    }
+
     /// Starts the worker on the current tokio runtime.
     pub fn spawn(self) -> RunningWorker {
         let handle = self.handle();
@@ -470,6 +498,11 @@ pub struct RunningWorker {
 impl RunningWorker {
     pub fn handle(&self) -> WorkerHandle {
         self.handle.clone()
+    }
+
+    /// Each server's health (see [`WorkerHandle::health`]).
+    pub fn health(&self) -> Vec<(ServerAddr, Health)> {
+        self.handle.health()
     }
 
     /// Graceful shutdown: no GRAB is sent from now on; jobs already running get

@@ -283,7 +283,27 @@ async fn sleeps_until_noop() {
         fake.count(PacketType::RESET_ABILITIES) == 1
     })
     .await;
-    let got = fake.received.lock().unwrap().clone();
+    let got: Vec<PacketType> = fake
+        .received
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|k| *k != PacketType::UNUSED)
+        .collect();
     assert_eq!(got.first(), Some(&PacketType::CAN_DO), "{got:?}");
     assert_eq!(got.last(), Some(&PacketType::RESET_ABILITIES), "{got:?}");
 }
+
+/// A server that never answers the probe is never sent a GRAB, so it can never
+/// hold a job slot; it is probed again on every reconnect.
+async fn silent_never_grabbed(kind: ServerKind) {
+    use gearbox_proto::PacketType;
+    let fake = FakeServer::start(GrabReply::Silent).await;
+    healthy_beside(kind, fake.addr(), "ECHO_REQ").await;
+    let connections = fake.count(PacketType::UNUSED);
+    assert!(connections >= 3, "{connections} connections");
+    assert!(fake.count(PacketType::ECHO_REQ) >= 3);
+    assert_eq!(fake.count(PacketType::GRAB_JOB_UNIQ), 0);
+}
+both_servers!(unanswered_probe_means_no_grab, silent_never_grabbed);

@@ -480,39 +480,63 @@ async fn report(kind: ServerKind, args: &Args, c_worker: Option<&std::path::Path
     let dead = format!("127.0.0.1:{}", protocol_tests::free_port());
     let hung = hung_server();
     let (unaccepting, _fillers, _listener) = unaccepting_server();
-    for (case, bad) in [
+    let cases = [
         ("healthy only", None),
         ("dead + healthy", Some(dead.clone())),
         ("silent + healthy", Some(hung.clone())),
         ("unaccept.+healthy", Some(unaccepting.clone())),
-    ] {
-        let mut gb = Vec::new();
-        let mut lg_runs: Vec<Vec<Run>> = vec![Vec::new(); lgs.len()];
-        // Interleaved, so that load changes on a shared machine hit every
-        // worker alike.
-        for _ in 0..args.runs {
-            let healthy = start(kind).await;
-            let mut servers: Vec<String> = bad.iter().cloned().collect();
-            servers.push(healthy.addr());
-            preload(&healthy, "thr", "h", n).await;
-            gb.push(gearbox_run(&servers, "thr", n, 1).await);
-            drop(healthy);
-            for (i, (_, lg)) in lgs.iter().enumerate() {
+    ];
+    // workers: gearbox-worker, then each libgearman flavour.
+    let workers = 1 + lgs.len();
+    // runs[case][worker]
+    let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); workers]; cases.len()];
+    // Every round runs every case with every worker, back to back, so that
+    // load changes on a shared machine hit all of them alike; each case is
+    // then compared with "healthy only" of the same round.
+    for _ in 0..args.runs {
+        for (c, (_, bad)) in cases.iter().enumerate() {
+            for w in 0..workers {
                 let healthy = start(kind).await;
                 let mut servers: Vec<String> = bad.iter().cloned().collect();
                 servers.push(healthy.addr());
                 preload(&healthy, "thr", "h", n).await;
-                let lg = lg.clone();
-                lg_runs[i].push(
+                let run = if w == 0 {
+                    gearbox_run(&servers, "thr", n, 1).await
+                } else {
+                    let lg = lgs[w - 1].1.clone();
                     tokio::task::spawn_blocking(move || lg_run(&lg, &servers, "thr", n, cap))
                         .await
-                        .unwrap(),
-                );
+                        .unwrap()
+                };
+                runs[c][w].push(run);
             }
         }
-        println!("{case:<16} {:<30} {}", "gearbox-worker", describe(&gb));
-        for (i, (label, _)) in lgs.iter().enumerate() {
-            println!("{:<16} {label:<30} {}", "", describe(&lg_runs[i]));
+    }
+    for (c, (case, _)) in cases.iter().enumerate() {
+        for w in 0..workers {
+            let label = if w == 0 {
+                "gearbox-worker"
+            } else {
+                lgs[w - 1].0
+            };
+            let ratio = if c == 0 {
+                String::new()
+            } else {
+                // Per round: this case's rate over the healthy-only rate.
+                let ratios: Vec<f64> = runs[c][w]
+                    .iter()
+                    .zip(&runs[0][w])
+                    .filter_map(|(bad, good)| Some(bad.rate()? / good.rate()?))
+                    .collect();
+                let finished = runs[c][w].iter().all(|r| !r.stalled);
+                if ratios.is_empty() || !finished {
+                    String::new()
+                } else {
+                    format!("  = {:.0} % of healthy-only", 100.0 * median(ratios))
+                }
+            };
+            let case = if w == 0 { *case } else { "" };
+            println!("{case:<17} {label:<29} {}{ratio}", describe(&runs[c][w]));
         }
     }
     let mut cli = Vec::new();

@@ -335,6 +335,8 @@ pub async fn start(kind: ServerKind) -> protocol_tests::TestServer {
 pub enum GrabReply {
     NoJob,
     Never,
+    /// Answers nothing at all, not even ECHO_REQ.
+    Silent,
 }
 
 /// A scripted server: answers ECHO_REQ, answers GRABs as told, records every
@@ -358,6 +360,7 @@ impl FakeServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                rec.lock().unwrap().push(PacketType::UNUSED); // marks a new connection
                 let rec = rec.clone();
                 let mut pushed = push2.subscribe();
                 tokio::spawn(async move {
@@ -368,7 +371,7 @@ impl FakeServer {
                                 let Some(Ok(Frame::Packet(p))) = frame else { return };
                                 rec.lock().unwrap().push(p.kind);
                                 let reply = match p.kind {
-                                    PacketType::ECHO_REQ => Some(Packet::res(PacketType::ECHO_RES, &[p.arg(0)])),
+                                    PacketType::ECHO_REQ if grab != GrabReply::Silent => Some(Packet::res(PacketType::ECHO_RES, &[p.arg(0)])),
                                     PacketType::GRAB_JOB_UNIQ if grab == GrabReply::NoJob => Some(Packet::res(PacketType::NO_JOB, &[])),
                                     _ => None,
                                 };
