@@ -75,6 +75,12 @@ for_both_servers!(
     gearadmin_show_unique_jobs,
     gearadmin_cancel_job,
     gearadmin_create_and_drop_function,
+    pygearman_client_perl_worker,
+    python_client_pygearman_worker,
+    node_client_python_worker,
+    perl_client_node_worker,
+    node_client_pygearman_worker,
+    gear_admin_status_workers_cancel,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -91,6 +97,10 @@ enum Lang {
     Perl,
     /// the libgearman `gearman` command-line tool
     Cli,
+    /// PyPI `pygearman` (Python 3 fork of python-gearman; module `gearman`)
+    Pygearman,
+    /// npm `gearman` (node-gearman), in clients/node/
+    Node,
 }
 
 impl Lang {
@@ -100,6 +110,8 @@ impl Lang {
             Lang::Python => "python",
             Lang::Perl => "perl",
             Lang::Cli => "cli",
+            Lang::Pygearman => "pygearman",
+            Lang::Node => "node",
         }
     }
 }
@@ -146,6 +158,51 @@ fn perl_client(srv: &TestServer, args: &[&str]) -> Output {
     )
 }
 
+/// `python3 clients/pygearman_client.py HOST PORT args...`
+fn pygearman_client(srv: &TestServer, args: &[&str]) -> Output {
+    let script = client_script("pygearman_client.py");
+    let port = srv.port_str();
+    run(
+        "python3",
+        &with_server_args(&port, &script, args),
+        None,
+        RUN_TIMEOUT,
+    )
+}
+
+/// `node clients/node/client.js HOST PORT args...`
+fn node_client(srv: &TestServer, args: &[&str]) -> Output {
+    let script = client_script("node/client.js");
+    let port = srv.port_str();
+    run(
+        "node",
+        &with_server_args(&port, &script, args),
+        None,
+        RUN_TIMEOUT,
+    )
+}
+
+/// `python3 clients/gear_admin.py HOST PORT args...`: gear's admin requests. Checks
+/// it exited 0 with nothing on stderr and returns gear's `request.response`.
+fn gear_admin_ok(srv: &TestServer, args: &[&str]) -> String {
+    let script = client_script("gear_admin.py");
+    let port = srv.port_str();
+    let out = run(
+        "python3",
+        &with_server_args(&port, &script, args),
+        None,
+        RUN_TIMEOUT,
+    );
+    out.assert_success("gear admin request");
+    assert_eq!(
+        out.stderr_str(),
+        "",
+        "gear_admin.py {args:?} wrote to stderr\n{}",
+        out.describe()
+    );
+    out.stdout_str()
+}
+
 /// `gearman -h HOST -p PORT args...` (stdin is /dev/null)
 fn gearman_cli(srv: &TestServer, args: &[&str]) -> Output {
     let port = srv.port_str();
@@ -181,6 +238,14 @@ fn spawn_worker(
         Lang::Php => ("php", client_script("php_worker.php")),
         Lang::Python => ("python3", client_script("gear_worker.py")),
         Lang::Perl => ("perl", client_script("perl_worker.pl")),
+        Lang::Pygearman => {
+            assert_eq!(mode, "reverse", "the pygearman worker only reverses");
+            ("python3", client_script("pygearman_worker.py"))
+        }
+        Lang::Node => {
+            assert_eq!(mode, "reverse", "the node worker only reverses");
+            ("node", client_script("node/worker.js"))
+        }
         Lang::Cli => {
             assert_eq!(mode, "reverse", "the CLI worker only reverses");
             let cmd_script = client_script("cli_worker_cmd.sh");
@@ -297,6 +362,32 @@ fn submit_foreground(srv: &TestServer, client: Lang, function: &str, payload: &s
             assert_eq!(out.stderr_str(), "", "{}", out.describe());
             out.stdout_str()
         }
+        Lang::Pygearman => {
+            let out = pygearman_client(srv, &["normal", function, payload]);
+            out.assert_success("pygearman submit_job");
+            let result = kv(&out, "result");
+            assert_eq!(
+                lines(&out),
+                vec!["state=COMPLETE".to_owned(), format!("result={result}")],
+                "{}",
+                out.describe()
+            );
+            result
+        }
+        Lang::Node => {
+            let out = node_client(srv, &["normal", function, payload]);
+            out.assert_success("node submitJob");
+            let handle = kv(&out, "created");
+            let result = kv(&out, "result");
+            // JOB_CREATED, then WORK_COMPLETE, and no WORK_DATA or WORK_FAIL.
+            assert_eq!(
+                lines(&out),
+                vec![format!("created={handle}"), format!("result={result}")],
+                "{}",
+                out.describe()
+            );
+            result
+        }
     }
 }
 
@@ -329,6 +420,17 @@ fn submit_background(
             full.strip_prefix(&prefix)
                 .unwrap_or_else(|| panic!("perl handle {full:?} lacks {prefix:?}"))
                 .to_owned()
+        }
+        Lang::Pygearman => {
+            let out = pygearman_client(srv, &["background", function, payload]);
+            out.assert_success("pygearman submit_job(background=True)");
+            assert_eq!(kv(&out, "state"), "CREATED", "{}", out.describe());
+            kv(&out, "handle")
+        }
+        Lang::Node => {
+            let out = node_client(srv, &["background", function, payload]);
+            out.assert_success("node submitJob({background: true})");
+            kv(&out, "handle")
         }
         Lang::Cli => {
             let out = gearman_cli(srv, &["-b", "-f", function, payload]);
@@ -417,6 +519,29 @@ fn cli_client_php_worker(kind: ServerKind) {
 
 fn cli_client_python_worker(kind: ServerKind) {
     round_trip(kind, Lang::Cli, Lang::Python);
+}
+
+// pygearman (PyPI) and node-gearman (npm) against workers and clients in other
+// languages.
+
+fn pygearman_client_perl_worker(kind: ServerKind) {
+    round_trip(kind, Lang::Pygearman, Lang::Perl);
+}
+
+fn python_client_pygearman_worker(kind: ServerKind) {
+    round_trip(kind, Lang::Python, Lang::Pygearman);
+}
+
+fn node_client_python_worker(kind: ServerKind) {
+    round_trip(kind, Lang::Node, Lang::Python);
+}
+
+fn perl_client_node_worker(kind: ServerKind) {
+    round_trip(kind, Lang::Perl, Lang::Node);
+}
+
+fn node_client_pygearman_worker(kind: ServerKind) {
+    round_trip(kind, Lang::Node, Lang::Pygearman);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1067,4 +1192,91 @@ fn gearadmin_create_and_drop_function(kind: ServerKind) {
         out.describe()
     );
     assert_eq!(status(&srv), counts(&[("busyfn", &[0, 0, 1])]));
+}
+
+// ---------------------------------------------------------------------------------------
+// gear's admin client
+// ---------------------------------------------------------------------------------------
+
+/// gear's StatusAdminRequest, ShowJobsAdminRequest, WorkersAdminRequest and
+/// CancelJobAdminRequest, as a gear user reads `request.response`: queued counts per
+/// function, the queued handles, the idle worker with its function (and gear's own
+/// connection), `OK` for a cancelled job (which then never runs) and
+/// `ERR UNKNOWN_JOB` for an unknown handle.
+fn gear_admin_status_workers_cancel(kind: ServerKind) {
+    let srv = TestServer::start(kind);
+    assert_eq!(gear_admin_ok(&srv, &["status"]), ".\n");
+
+    let h1 = submit_background(&srv, Lang::Python, "ga_q", "q1").unwrap();
+    let h2 = submit_background(&srv, Lang::Python, "ga_q", "q2").unwrap();
+    let h3 = submit_background(&srv, Lang::Php, "ga_other", "o1").unwrap();
+    assert_eq!(
+        parse_counts(&gear_admin_ok(&srv, &["status"]), 3),
+        counts(&[("ga_q", &[2, 0, 0]), ("ga_other", &[1, 0, 0])])
+    );
+    assert_eq!(
+        parse_counts(&gear_admin_ok(&srv, &["show_jobs"]), 3),
+        counts(&[(&h1, &[0, 0, 1]), (&h2, &[0, 0, 1]), (&h3, &[0, 0, 1])])
+    );
+
+    // An idle gear worker for ga_idle is listed with its function.
+    let idle_out = srv.dir().join("idle.out");
+    let mut idle = spawn_worker(&srv, Lang::Python, "ga_idle", "reverse", 1, &idle_out);
+    wait_until("the gear worker to register", SETTLE, || {
+        let got = parse_counts(&gear_admin_ok(&srv, &["status"]), 3);
+        if got.get("ga_idle") == Some(&vec![0, 0, 1]) {
+            Ok(())
+        } else {
+            Err(format!("{got:?}"))
+        }
+    });
+    let mut workers = parse_workers(&gear_admin_ok(&srv, &["workers"]));
+    workers.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(
+        workers,
+        vec![
+            WorkerLine {
+                ip: HOST.to_owned(),
+                id: "-".to_owned(),
+                functions: vec![],
+            },
+            WorkerLine {
+                ip: HOST.to_owned(),
+                id: "protocol-tests-gear-worker".to_owned(),
+                functions: vec!["ga_idle".to_owned()],
+            },
+        ]
+    );
+    assert_eq!(
+        submit_foreground(&srv, Lang::Cli, "ga_idle", "idle job"),
+        "boj eldi"
+    );
+    assert_worker_exits_ok(&mut idle);
+
+    // Cancel q1; an unknown handle is an error line.
+    assert_eq!(gear_admin_ok(&srv, &["cancel", &h1]), "OK\r\n");
+    assert_eq!(
+        gear_admin_ok(&srv, &["cancel", &format!("{h2}999")]),
+        "ERR UNKNOWN_JOB\r\n"
+    );
+
+    // A pygearman worker now gets only q2.
+    let out_file = srv.dir().join("worker.out");
+    let mut w = spawn_worker(&srv, Lang::Pygearman, "ga_q", "reverse", 1, &out_file);
+    wait_for_file_line(&out_file, "done q2");
+    assert_worker_exits_ok(&mut w);
+    assert_eq!(read_file(&out_file), "started q2\ndone q2\n");
+    wait_until("ga_q to be empty", SETTLE, || {
+        let got = parse_counts(&gear_admin_ok(&srv, &["status"]), 3);
+        let want = counts(&[
+            ("ga_q", &[0, 0, 0]),
+            ("ga_other", &[1, 0, 0]),
+            ("ga_idle", &[0, 0, 0]),
+        ]);
+        if got == want {
+            Ok(())
+        } else {
+            Err(format!("{got:?}\nexpected: {want:?}"))
+        }
+    });
 }
