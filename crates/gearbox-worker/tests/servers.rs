@@ -38,8 +38,8 @@ fn counting_worker(servers: &[String], done: Arc<AtomicUsize>) -> Worker {
     Worker::builder()
         .servers(servers)
         .concurrency(1)
-        .connect_timeout(Duration::from_millis(300))
-        .response_timeout(Duration::from_millis(500))
+        .connect_timeout(Duration::from_secs(1))
+        .response_timeout(Duration::from_secs(1))
         .backoff(fast_backoff())
         .client_id("test-worker")
         .function("echo", move |job| {
@@ -85,12 +85,13 @@ async fn healthy_beside(kind: ServerKind, bad: String, error: &str) {
     })
     .await;
     // The healthy server is up and served every job.
-    let health = handle.health();
     let healthy_addr: ServerAddr = healthy.addr().parse().unwrap();
-    assert!(
-        health.contains(&(healthy_addr.clone(), Health::Up)),
-        "{health:?}"
-    );
+    wait_for("the healthy server up", || {
+        handle
+            .health()
+            .contains(&(healthy_addr.clone(), Health::Up))
+    })
+    .await;
     let stats = handle.stats();
     assert_eq!(
         stats.jobs_by_server,
