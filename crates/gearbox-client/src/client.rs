@@ -497,12 +497,7 @@ impl Client {
 
     /// GET_STATUS for a job, asked of the server that issued its handle.
     pub async fn status(&self, job: &JobHandle) -> Result<JobStatus, Error> {
-        let slot = self
-            .inner
-            .slots
-            .iter()
-            .find(|s| s.addr == job.server)
-            .ok_or_else(|| Error::UnknownServer(job.server.clone()))?;
+        let slot = self.slot(&job.server)?;
         let packet = Packet::req(PacketType::GET_STATUS, &[&job.handle]);
         let reply = self
             .request_on(slot, packet, Pending::Status, "STATUS_RES")
@@ -552,18 +547,22 @@ impl Client {
         first_unknown.ok_or(Error::NoServerAvailable { reasons })
     }
 
+    /// The configured server `server`, or `UnknownServer`.
+    fn slot(&self, server: &ServerAddr) -> Result<&Slot, Error> {
+        self.inner
+            .slots
+            .iter()
+            .find(|s| &s.addr == server)
+            .ok_or_else(|| Error::UnknownServer(server.clone()))
+    }
+
     /// GET_STATUS_UNIQUE on one given server.
     pub async fn status_unique_on(
         &self,
         server: &ServerAddr,
         unique: impl AsRef<[u8]>,
     ) -> Result<UniqueStatus, Error> {
-        let slot = self
-            .inner
-            .slots
-            .iter()
-            .find(|s| &s.addr == server)
-            .ok_or_else(|| Error::UnknownServer(server.clone()))?;
+        let slot = self.slot(server)?;
         let packet = Packet::req(PacketType::GET_STATUS_UNIQUE, &[unique.as_ref()]);
         let reply = self
             .request_on(slot, packet, Pending::StatusUnique, "STATUS_RES_UNIQUE")
@@ -581,12 +580,7 @@ impl Client {
 
     /// ECHO_REQ round trip to one server: a health probe.
     pub async fn echo(&self, server: &ServerAddr, data: impl AsRef<[u8]>) -> Result<Bytes, Error> {
-        let slot = self
-            .inner
-            .slots
-            .iter()
-            .find(|s| &s.addr == server)
-            .ok_or_else(|| Error::UnknownServer(server.clone()))?;
+        let slot = self.slot(server)?;
         let packet = Packet::req(PacketType::ECHO_REQ, &[data.as_ref()]);
         let reply = self
             .request_on(slot, packet, Pending::Echo, "ECHO_RES")
