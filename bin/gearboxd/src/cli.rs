@@ -240,6 +240,9 @@ impl Cli {
                 count: (self.keepalive_count >= 0).then_some(self.keepalive_count as u32),
             }),
             max_packet_size: self.max_packet_size,
+            // Room for a few of the largest replies before a non-reading peer
+            // is cut off.
+            max_queued_output: 4 * self.max_packet_size as usize,
             verbose: self.verbose.clone(),
             allow_remote_shutdown: self.allow_remote_shutdown,
         })

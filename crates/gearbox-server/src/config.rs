@@ -40,6 +40,10 @@ pub struct Config {
     pub keepalive: Option<Keepalive>,
     /// Largest packet body accepted; larger ones get an ERROR and a close.
     pub max_packet_size: u32,
+    /// Bytes a connection may have queued for it but not yet read before it is
+    /// closed: a peer that never reads its replies must not grow the server
+    /// without limit.
+    pub max_queued_output: usize,
     /// gearmand's name for the log level, reported by the `verbose` command.
     pub verbose: String,
     /// Accept the admin `shutdown` command from any peer, not only loopback
@@ -61,6 +65,7 @@ impl Default for Config {
             handle_prefix: default_handle_prefix(),
             keepalive: None,
             max_packet_size: gearbox_proto::DEFAULT_MAX_PACKET_SIZE,
+            max_queued_output: 4 * gearbox_proto::DEFAULT_MAX_PACKET_SIZE as usize,
             verbose: "ERROR".to_string(),
             allow_remote_shutdown: false,
         }

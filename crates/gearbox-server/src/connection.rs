@@ -6,9 +6,10 @@
 //! for this connection, its own replies and packets pushed by others, several
 //! buffers per write when they pile up.
 
-use crate::engine::{ConnId, Engine, Peer};
+use crate::engine::{Backlog, ConnId, Engine, Peer};
 use bytes::{Bytes, BytesMut};
 use gearbox_proto::Codec;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,6 +36,7 @@ pub fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
 pub struct Registration {
     id: ConnId,
     rx: mpsc::UnboundedReceiver<Bytes>,
+    backlog: Arc<Backlog>,
 }
 
 /// Adds a connection to the engine. The accept loop calls this before it
@@ -42,8 +44,9 @@ pub struct Registration {
 /// accept order rather than the order in which tasks first get to run.
 pub fn register(engine: &Mutex<Engine>, peer: Peer) -> Registration {
     let (tx, rx) = mpsc::unbounded_channel();
-    let id = lock(engine).connect(tx, peer);
-    Registration { id, rx }
+    let backlog = Arc::new(Backlog::default());
+    let id = lock(engine).connect(tx, backlog.clone(), peer);
+    Registration { id, rx, backlog }
 }
 
 /// Serves one connection until the peer closes it, it sends something
@@ -64,7 +67,12 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let Registration { id, mut rx } = registration;
+    let Registration {
+        id,
+        mut rx,
+        backlog,
+    } = registration;
+    let mut cut = false;
     let mut codec = Codec::new(max_packet_size);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Outgoing::default();
@@ -76,8 +84,15 @@ pub async fn serve<R, W>(
         tokio::select! {
             biased;
             _ = stop.changed() => break,
+            _ = backlog.cut.notified() => {
+                cut = true;
+                break;
+            }
             written = writer.write(out.pending()), if out.has_pending() => match written {
-                Ok(n) if n > 0 => out.advance(n),
+                Ok(n) if n > 0 => {
+                    out.advance(n);
+                    backlog.queued.fetch_sub(n, Relaxed);
+                }
                 _ => break,
             },
             queued = rx.recv(), if !out.has_pending() => match queued {
@@ -95,6 +110,9 @@ pub async fn serve<R, W>(
         }
     }
     close(&engine, id);
+    if cut {
+        return;
+    }
     // The engine dropped our sender: send what is left, bounded in time.
     let _ = tokio::time::timeout(LINGER, async {
         loop {

@@ -30,6 +30,7 @@ use gearbox_proto::packet::encode_res;
 use gearbox_proto::{DecodeError, Frame, Magic, Packet, PacketType};
 use jobs::{FuncId, JobId, JobTable};
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use timers::Timers;
@@ -97,6 +98,21 @@ impl Default for Signals {
     }
 }
 
+/// What the engine and a connection's task share about its unsent bytes.
+///
+/// A peer that sends requests but never reads the replies (or a client that
+/// stops reading a job's WORK_DATA) would make the server buffer without limit
+/// and, in the end, hurt every other connection. The engine counts what it hands
+/// the connection, the task subtracts what it writes, and past the limit the
+/// engine cuts the connection off.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Bytes handed to the connection and not yet written to its socket.
+    pub queued: std::sync::atomic::AtomicUsize,
+    /// Woken when the engine has cut the connection off: stop without writing.
+    pub cut: Notify,
+}
+
 /// Who is at the other end of a connection, for `workers` and for checks.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -116,6 +132,7 @@ struct Ability {
 
 struct Conn {
     tx: mpsc::UnboundedSender<Bytes>,
+    backlog: Arc<Backlog>,
     outbox: BytesMut,
     peer: Peer,
     client_id: Bytes,
@@ -181,6 +198,7 @@ struct Settings {
     exceptions: bool,
     verbose: String,
     allow_remote_shutdown: bool,
+    max_queued_output: usize,
 }
 
 pub struct Engine {
@@ -220,6 +238,7 @@ impl Engine {
                 exceptions: config.exceptions,
                 verbose: config.verbose.clone(),
                 allow_remote_shutdown: config.allow_remote_shutdown,
+                max_queued_output: config.max_queued_output,
             },
             conns: Conns::default(),
             next_conn: 0,
@@ -235,13 +254,19 @@ impl Engine {
     }
 
     /// Adds a connection whose outgoing bytes go to `tx`.
-    pub fn connect(&mut self, tx: mpsc::UnboundedSender<Bytes>, peer: Peer) -> ConnId {
+    pub fn connect(
+        &mut self,
+        tx: mpsc::UnboundedSender<Bytes>,
+        backlog: Arc<Backlog>,
+        peer: Peer,
+    ) -> ConnId {
         self.next_conn += 1;
         let id = self.next_conn;
         self.conns.map.insert(
             id,
             Conn {
                 tx,
+                backlog,
                 outbox: BytesMut::new(),
                 peer,
                 client_id: Bytes::from_static(b"-"),
@@ -258,12 +283,39 @@ impl Engine {
     }
 
     /// Sends every outbox that has bytes, one buffer per connection.
+    /// A connection whose unsent bytes pass `max_queued_output` is cut off.
     pub fn flush(&mut self) {
-        for id in self.conns.dirty.drain(..) {
-            if let Some(conn) = self.conns.map.get_mut(&id) {
-                if !conn.outbox.is_empty() {
-                    let _ = conn.tx.send(conn.outbox.split().freeze());
+        loop {
+            let mut overflowing = Vec::new();
+            for id in self.conns.dirty.drain(..) {
+                let Some(conn) = self.conns.map.get_mut(&id) else {
+                    continue;
+                };
+                if conn.outbox.is_empty() {
+                    continue;
                 }
+                let bytes = conn.outbox.split().freeze();
+                let queued = conn.backlog.queued.fetch_add(bytes.len(), Relaxed) + bytes.len();
+                let _ = conn.tx.send(bytes);
+                if queued > self.settings.max_queued_output {
+                    overflowing.push((id, queued));
+                }
+            }
+            if overflowing.is_empty() {
+                return;
+            }
+            // Cutting a worker off re-queues its jobs, which can queue NOOPs
+            // for others: hence the loop.
+            for (id, queued) in overflowing {
+                tracing::warn!(
+                    conn = id,
+                    queued,
+                    "closing a connection that does not read its replies"
+                );
+                if let Some(conn) = self.conns.map.get(&id) {
+                    conn.backlog.cut.notify_one();
+                }
+                self.disconnect(id);
             }
         }
     }
