@@ -122,64 +122,41 @@ fn with_server_args<'a>(srv_port: &'a str, script: &'a str, args: &[&'a str]) ->
     full
 }
 
-/// `php clients/php_client.php HOST PORT args...`
-fn php_client(srv: &TestServer, args: &[&str]) -> Output {
-    let script = client_script("php_client.php");
+/// `INTERPRETER clients/SCRIPT HOST PORT args...`, bounded by [`RUN_TIMEOUT`].
+fn run_client(srv: &TestServer, interpreter: &str, script: &str, args: &[&str]) -> Output {
+    let script = client_script(script);
     let port = srv.port_str();
     run(
-        "php",
+        interpreter,
         &with_server_args(&port, &script, args),
         None,
         RUN_TIMEOUT,
     )
+}
+
+/// `php clients/php_client.php HOST PORT args...`
+fn php_client(srv: &TestServer, args: &[&str]) -> Output {
+    run_client(srv, "php", "php_client.php", args)
 }
 
 /// `python3 clients/gear_client.py HOST PORT args...`
 fn python_client(srv: &TestServer, args: &[&str]) -> Output {
-    let script = client_script("gear_client.py");
-    let port = srv.port_str();
-    run(
-        "python3",
-        &with_server_args(&port, &script, args),
-        None,
-        RUN_TIMEOUT,
-    )
+    run_client(srv, "python3", "gear_client.py", args)
 }
 
 /// `perl clients/perl_client.pl HOST PORT args...`
 fn perl_client(srv: &TestServer, args: &[&str]) -> Output {
-    let script = client_script("perl_client.pl");
-    let port = srv.port_str();
-    run(
-        "perl",
-        &with_server_args(&port, &script, args),
-        None,
-        RUN_TIMEOUT,
-    )
+    run_client(srv, "perl", "perl_client.pl", args)
 }
 
 /// `python3 clients/pygearman_client.py HOST PORT args...`
 fn pygearman_client(srv: &TestServer, args: &[&str]) -> Output {
-    let script = client_script("pygearman_client.py");
-    let port = srv.port_str();
-    run(
-        "python3",
-        &with_server_args(&port, &script, args),
-        None,
-        RUN_TIMEOUT,
-    )
+    run_client(srv, "python3", "pygearman_client.py", args)
 }
 
 /// `node clients/node/client.js HOST PORT args...`
 fn node_client(srv: &TestServer, args: &[&str]) -> Output {
-    let script = client_script("node/client.js");
-    let port = srv.port_str();
-    run(
-        "node",
-        &with_server_args(&port, &script, args),
-        None,
-        RUN_TIMEOUT,
-    )
+    run_client(srv, "node", "node/client.js", args)
 }
 
 /// `python3 clients/gear_admin.py HOST PORT args...`: gear's admin requests. Checks
