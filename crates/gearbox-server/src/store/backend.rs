@@ -1,0 +1,65 @@
+//! What a database must do to keep gearbox's queue: apply batches of row
+//! writes atomically, and read the rows back at start.
+//!
+//! Backends are plain blocking code. They run on the store's own writer thread
+//! (and a reader thread during replay), never on the async runtime and never
+//! under the engine's lock, so a slow database delays acknowledgements but
+//! never the dispatch of jobs.
+
+use super::StoreError;
+
+/// One queued background job, in the shape of gearmand's queue tables
+/// (`unique_key, function_name, priority, data, when_to_run`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The `unique_key` column. The job's unique when it has a real one; for a
+    /// job with an empty unique or `-`, a key of its own (see `keys`), so
+    /// that such jobs never overwrite each other's rows.
+    pub key: Vec<u8>,
+    pub function: Vec<u8>,
+    /// 0 = HIGH, 1 = NORMAL, 2 = LOW.
+    pub priority: u8,
+    pub data: Vec<u8>,
+    /// Epoch seconds before which the job must not run; 0 for none.
+    pub when: u64,
+}
+
+/// A change to the queue table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Insert the row, replacing any row with the same (key, function).
+    Put(Row),
+    /// Delete the row with this (key, function), if there is one.
+    Delete { key: Vec<u8>, function: Vec<u8> },
+}
+
+/// A database that holds the queue table.
+pub trait Backend: Send + 'static {
+    /// What to call it in logs and errors, e.g. `sqlite /var/lib/q.db`.
+    fn describe(&self) -> String;
+
+    /// Connects (again, after an error) and creates the table if it is missing.
+    fn connect(&mut self) -> Result<(), StoreError>;
+
+    /// Applies `ops` in order, in one transaction: all or nothing. An error is
+    /// taken as transient: the writer reconnects and retries the same batch.
+    fn write(&mut self, ops: &[Op]) -> Result<(), StoreError>;
+
+    /// Checks that the connection still works while no writes are flowing, so
+    /// that an outage is noticed (and submits refused) before a write fails.
+    fn ping(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Opens a reader over the rows present now, on a connection of its own.
+    /// Called once, after `connect` and before any write, so rows written
+    /// later by this process are not part of what it returns.
+    fn open_replay(&mut self) -> Result<Box<dyn ReplaySource>, StoreError>;
+}
+
+/// Reads the rows of an earlier run, in insertion order where the database
+/// keeps one (so FIFO order within a priority survives a restart).
+pub trait ReplaySource: Send {
+    /// The next rows, at most a few thousand; an empty vector at the end.
+    fn next_chunk(&mut self) -> Result<Vec<Row>, StoreError>;
+}

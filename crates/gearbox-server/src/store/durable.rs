@@ -1,0 +1,387 @@
+//! Group commit over any [`Backend`].
+//!
+//! Under the engine's lock, [`Durable`] only appends row writes to a pending
+//! list and numbers them. A writer thread takes the whole list, applies it in
+//! one transaction and publishes the number of the last write it committed in
+//! [`Commits`]. The engine holds back each JOB_CREATED until that number covers
+//! the job's row, so an acknowledged job is a committed one, while a busy
+//! server commits thousands of submits per transaction instead of one.
+//!
+//! When the database fails, the writer keeps the batch, reconnects with
+//! backoff and retries it; meanwhile new background submits are refused with
+//! QUEUE_ERROR (the engine asks [`QueueStore::add`], which fails fast) rather
+//! than acknowledged without a place to keep them. Jobs already accepted stay
+//! queued in memory and are written once the database is back.
+
+use super::backend::{Backend, Op, ReplaySource, Row};
+use super::keys::{self, natural_key};
+use super::{QueueStore, StoreError, StoredJob};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How often an idle writer checks that the database still answers.
+const PING_INTERVAL: Duration = Duration::from_secs(1);
+/// Reconnect backoff: doubles from the first value up to the second.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
+/// At exit, how long an unreachable database may hold the process up.
+const GIVE_UP_AT_EXIT: Duration = Duration::from_secs(5);
+
+/// The writer's progress, shared with the task that releases held replies.
+#[derive(Debug, Default)]
+pub struct Commits {
+    /// Every write numbered up to this one is committed.
+    pub committed: AtomicU64,
+    /// Woken after each commit.
+    pub notify: tokio::sync::Notify,
+}
+
+/// Writes queued under the engine lock, waiting for the writer.
+#[derive(Default)]
+struct Pending {
+    ops: Vec<Op>,
+    /// Number of the last write queued.
+    last: u64,
+    /// Number of the last row added (what an acknowledgement waits for).
+    last_put: u64,
+    stop: bool,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+    /// False from a failed write or ping until a write or ping succeeds.
+    healthy: AtomicBool,
+    last_error: Mutex<String>,
+    commits: Arc<Commits>,
+}
+
+impl Shared {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_health(&self, describe: &str, result: Result<(), &StoreError>) {
+        match result {
+            Ok(()) => {
+                if !self.healthy.swap(true, Ordering::SeqCst) {
+                    tracing::info!(store = describe, "queue store is available again");
+                }
+            }
+            Err(e) => {
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
+                if self.healthy.swap(false, Ordering::SeqCst) {
+                    tracing::error!(store = describe, error = %e,
+                        "queue store failed; refusing background submits until it recovers");
+                }
+            }
+        }
+    }
+}
+
+/// The rows of an earlier run, read on a thread of the server's choosing.
+pub struct Replay {
+    source: Box<dyn ReplaySource>,
+    run: u64,
+    pub describe: String,
+}
+
+impl Replay {
+    /// The next rows to replay; empty at the end. Rows this run wrote itself
+    /// (a database without snapshots may return them) are skipped.
+    pub fn next_chunk(&mut self) -> Result<Vec<Row>, StoreError> {
+        loop {
+            let mut rows = self.source.next_chunk()?;
+            if rows.is_empty() {
+                return Ok(rows);
+            }
+            rows.retain(|row| keys::run_of(&row.key) != Some(self.run));
+            if !rows.is_empty() {
+                return Ok(rows);
+            }
+        }
+    }
+}
+
+/// A [`QueueStore`] that persists through a [`Backend`] with group commit.
+pub struct Durable {
+    shared: Arc<Shared>,
+    describe: String,
+    /// This run's number, part of every anonymous row key it writes.
+    run: u64,
+    /// Row keys of replayed jobs whose key is not the one this run would give
+    /// them (anonymous jobs of earlier runs), by job id.
+    adopted: HashMap<u64, Vec<u8>>,
+    replay: Option<Replay>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Durable {
+    /// Connects, opens the replay reader, and starts the writer thread. Fails
+    /// if the database cannot be reached at start: a server that was asked
+    /// for durability should not come up without it.
+    pub fn open(mut backend: Box<dyn Backend>) -> Result<Durable, StoreError> {
+        let describe = backend.describe();
+        backend.connect()?;
+        let source = backend.open_replay()?;
+        let run = keys::new_run_number();
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            healthy: AtomicBool::new(true),
+            last_error: Mutex::new(String::new()),
+            commits: Arc::new(Commits::default()),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("gearbox-store".into())
+                .spawn(move || write_loop(&shared, backend))
+                .map_err(|e| StoreError(format!("cannot start the store writer: {e}")))?
+        };
+        Ok(Durable {
+            shared,
+            describe: describe.clone(),
+            run,
+            adopted: HashMap::new(),
+            replay: Some(Replay {
+                source,
+                run,
+                describe,
+            }),
+            writer: Some(writer),
+        })
+    }
+
+    fn queue(&self, op: Op) -> u64 {
+        let mut pending = self.shared.pending();
+        pending.last += 1;
+        let number = pending.last;
+        if matches!(op, Op::Put(_)) {
+            pending.last_put = number;
+        }
+        let was_empty = pending.ops.is_empty();
+        pending.ops.push(op);
+        drop(pending);
+        if was_empty {
+            self.shared.wake.notify_one();
+        }
+        number
+    }
+
+    /// The key of the row `job` owns now.
+    fn key_of(&self, job: &StoredJob<'_>) -> Vec<u8> {
+        match self.adopted.get(&job.id) {
+            Some(key) => key.clone(),
+            None => natural_key(job.unique, self.run, job.id),
+        }
+    }
+}
+
+impl QueueStore for Durable {
+    fn add(&mut self, job: &StoredJob<'_>) -> Result<(), StoreError> {
+        if !self.shared.healthy.load(Ordering::SeqCst) {
+            let why = self
+                .shared
+                .last_error
+                .lock()
+                .map(|e| e.clone())
+                .unwrap_or_default();
+            return Err(StoreError(format!("queue store unavailable: {why}")));
+        }
+        self.queue(Op::Put(Row {
+            key: natural_key(job.unique, self.run, job.id),
+            function: job.function.to_vec(),
+            priority: job.priority,
+            data: job.data.to_vec(),
+            when: job.when,
+        }));
+        Ok(())
+    }
+
+    fn remove(&mut self, job: &StoredJob<'_>) {
+        let key = match self.adopted.remove(&job.id) {
+            Some(key) => key,
+            None => natural_key(job.unique, self.run, job.id),
+        };
+        self.queue(Op::Delete {
+            key,
+            function: job.function.to_vec(),
+        });
+    }
+
+    fn ack_barrier(&self) -> u64 {
+        self.shared.pending().last_put
+    }
+
+    fn commits(&self) -> Option<Arc<Commits>> {
+        Some(self.shared.commits.clone())
+    }
+
+    fn take_replay(&mut self) -> Option<Replay> {
+        self.replay.take()
+    }
+
+    fn replayed(&mut self, row_key: Vec<u8>, job: &StoredJob<'_>, had_row: bool) {
+        if had_row {
+            if row_key != self.key_of(job) {
+                self.queue(Op::Delete {
+                    key: row_key,
+                    function: job.function.to_vec(),
+                });
+            }
+        } else if row_key != natural_key(job.unique, self.run, job.id) {
+            self.adopted.insert(job.id, row_key);
+        }
+    }
+
+    fn close(&mut self) {
+        self.shared.pending().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                tracing::error!(store = %self.describe, "queue store writer panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The writer thread: take everything pending, commit it, announce it.
+fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
+    let describe = backend.describe();
+    let mut backoff = BACKOFF.0;
+    let mut last_contact = Instant::now();
+    let mut last_success = Instant::now();
+    loop {
+        let (mut batch, number, stop) = {
+            let mut pending = shared.pending();
+            while pending.ops.is_empty() && !pending.stop {
+                let wait = PING_INTERVAL.saturating_sub(last_contact.elapsed());
+                if wait.is_zero() {
+                    break;
+                }
+                pending = shared
+                    .wake
+                    .wait_timeout(pending, wait)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            (std::mem::take(&mut pending.ops), pending.last, pending.stop)
+        };
+        if batch.is_empty() {
+            if stop {
+                return;
+            }
+            // Idle: make sure an outage is noticed before the next submit.
+            let result = backend.ping().or_else(|_| backend.connect());
+            shared.set_health(&describe, result.as_ref().map(|_| ()));
+            last_contact = Instant::now();
+            if result.is_err() {
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(BACKOFF.1);
+            }
+            continue;
+        }
+        drop_redundant_puts(&mut batch);
+        loop {
+            let result = backend.write(&batch);
+            shared.set_health(&describe, result.as_ref().map(|_| ()));
+            last_contact = Instant::now();
+            match result {
+                Ok(()) => {
+                    backoff = BACKOFF.0;
+                    last_success = Instant::now();
+                    break;
+                }
+                Err(e) if shared.pending().stop && last_success.elapsed() > GIVE_UP_AT_EXIT => {
+                    tracing::error!(store = %describe, error = %e, writes = batch.len(),
+                        "stopping with writes the queue store could not take");
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(store = %describe, error = %e, writes = batch.len(),
+                        "commit failed; reconnecting to retry it");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF.1);
+                    if let Err(e) = backend.connect() {
+                        tracing::debug!(store = %describe, error = %e, "reconnect failed");
+                    }
+                }
+            }
+        }
+        shared.commits.committed.store(number, Ordering::SeqCst);
+        shared.commits.notify.notify_one();
+    }
+}
+
+/// Drops each Put whose row a later Delete in the same batch removes: a job
+/// that was submitted and finished within one commit never touches the
+/// database's data pages. The Delete stays, so the table ends as it would
+/// have after both (it may also remove an older row with that key).
+fn drop_redundant_puts(batch: &mut Vec<Op>) {
+    let mut last_put: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
+    let mut redundant = Vec::new();
+    for (i, op) in batch.iter().enumerate() {
+        match op {
+            Op::Put(row) => {
+                last_put.insert((&row.key, &row.function), i);
+            }
+            Op::Delete { key, function } => {
+                if let Some(put) = last_put.remove(&(key.as_slice(), function.as_slice())) {
+                    redundant.push(put);
+                }
+            }
+        }
+    }
+    if redundant.is_empty() {
+        return;
+    }
+    redundant.sort_unstable();
+    let mut next = redundant.into_iter().peekable();
+    let mut index = 0;
+    batch.retain(|_| {
+        let keep = next.peek() != Some(&index);
+        if !keep {
+            next.next();
+        }
+        index += 1;
+        keep
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(key: &str) -> Op {
+        Op::Put(Row {
+            key: key.into(),
+            function: b"f".to_vec(),
+            priority: 1,
+            data: Vec::new(),
+            when: 0,
+        })
+    }
+
+    fn delete(key: &str) -> Op {
+        Op::Delete {
+            key: key.into(),
+            function: b"f".to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_put_deleted_in_the_same_batch_is_not_written() {
+        let mut batch = vec![put("a"), put("b"), delete("a"), put("a"), delete("c")];
+        drop_redundant_puts(&mut batch);
+        assert_eq!(batch, vec![put("b"), delete("a"), put("a"), delete("c")]);
+    }
+}

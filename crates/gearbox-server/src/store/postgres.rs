@@ -1,0 +1,1 @@
+//! PostgreSQL backend (`-q postgres`): placeholder until it lands.

@@ -1,0 +1,1 @@
+//! Redis backend (`-q redis`): placeholder until it lands.
