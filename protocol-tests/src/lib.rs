@@ -12,6 +12,7 @@
 //! child on drop. Only std is used.
 
 pub mod diff;
+pub mod durable;
 
 use std::env;
 use std::fs;
@@ -213,8 +214,11 @@ impl TestServer {
 
             let stdout = fs::File::create(dir.join("server.stdout")).expect("create stdout file");
             let stderr = fs::File::create(dir.join("server.stderr")).expect("create stderr file");
+            // gearboxd keeps its queue file (the default store) in the
+            // current directory: the test's own.
             let mut child = match Command::new(&program)
                 .args(&args)
+                .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(stdout)
                 .stderr(stderr)

@@ -394,7 +394,8 @@ impl Server {
                     .arg(port.to_string())
                     .args(["-L", "127.0.0.1", "--unix"])
                     .arg(&sock)
-                    .args(["-l", "stderr"]);
+                    // In memory, as gearmand runs here.
+                    .args(["-l", "stderr", "-q", "builtin"]);
                 let out = File::create(&log)
                     .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
                 cmd.stdout(out.try_clone().map_err(|e| e.to_string())?)
@@ -754,7 +755,7 @@ fn report(
         md,
         "\n## Setup\n\n\
          - gearmand: `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (foreground child).\n\
-         - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr` (release build, default 4 threads).\n\
+         - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr -q builtin` (release build, default 4 threads).\n\
          - Every run starts a fresh server on a free loopback port and stops it afterwards; the two servers alternate and the one going first alternates between runs.\n\
          - The load generator (`target/release/loadgen`, 2 threads) runs on the same {} cores as the server, so figures are for server and client sharing the machine.\n\
          - Server RSS is VmRSS from /proc/PID/status; server CPU is utime+stime from /proc/PID/stat over the measured phase.\n\

@@ -83,9 +83,8 @@ pub struct Cli {
     /// File of long options, whitespace-separated.
     #[arg(long, value_name = "FILE")]
     pub config_file: Option<PathBuf>,
-    /// Persistent queue: only `builtin` (in memory) so far.
-    #[arg(short = 'q', long, default_value = "builtin", value_parser = parse_queue)]
-    pub queue_type: String,
+    #[command(flatten)]
+    pub queue: crate::queue::QueueArgs,
     /// Largest packet body accepted, in bytes.
     #[arg(long, default_value_t = gearbox_server::Config::default().max_packet_size)]
     pub max_packet_size: u32,
@@ -115,18 +114,9 @@ fn parse_level(raw: &str) -> Result<String, String> {
     }
 }
 
-fn parse_queue(raw: &str) -> Result<String, String> {
-    match raw.to_ascii_lowercase().as_str() {
-        "builtin" => Ok("builtin".to_string()),
-        other => Err(format!(
-            "queue type `{other}` is not supported yet; only `builtin` (in memory) is"
-        )),
-    }
-}
-
 /// gearmand options that gearbox does not implement, so they fail with a
 /// sentence rather than clap's "unexpected argument".
-const UNSUPPORTED: [&str; 10] = [
+const UNSUPPORTED: [&str; 9] = [
     "--user",
     "--syslog",
     "--coredump",
@@ -136,7 +126,6 @@ const UNSUPPORTED: [&str; 10] = [
     "--ssl-ca-file",
     "--ssl-certificate",
     "--ssl-key",
-    "--store-queue-on-shutdown",
 ];
 
 /// The arguments with config files spliced in: `--config-file FILE` (or
@@ -170,9 +159,10 @@ pub fn expand_args(args: Vec<String>) -> Result<Vec<String>, String> {
     for arg in &out {
         let name = arg.split('=').next().unwrap_or(arg);
         if UNSUPPORTED.contains(&name)
-            || name.starts_with("--lib")
+            || name.starts_with("--libmemcached")
+            || name.starts_with("--libtokyocabinet")
+            || name.starts_with("--libdrizzle")
             || name.starts_with("--mysql")
-            || name.starts_with("--redis")
         {
             return Err(format!(
                 "gearmand option {name} is not supported by gearboxd"

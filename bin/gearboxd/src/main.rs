@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod logging;
+mod queue;
 
 use clap::Parser;
 use gearbox_server::{Server, ShutdownHandle};
@@ -24,7 +25,10 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(message) => return fail(&message),
     };
-    let cli = cli::Cli::parse_from(args);
+    let mut cli = cli::Cli::parse_from(args);
+    if let Err(message) = cli.queue.resolve_paths() {
+        return fail(&message);
+    }
     let config = match cli.server_config() {
         Ok(config) => config,
         Err(message) => return fail(&message),
@@ -77,8 +81,12 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&format!("cannot start runtime: {e}")),
     };
+    let store = match cli.queue.open() {
+        Ok(store) => store,
+        Err(message) => return fail(&message),
+    };
     let result = runtime.block_on(async move {
-        let server = Server::bind(config).await?;
+        let server = Server::bind_with_store(config, store).await?;
         for addr in server.local_addrs() {
             tracing::info!(%addr, "listening");
         }

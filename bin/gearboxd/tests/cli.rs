@@ -41,6 +41,7 @@ impl Daemon {
         let child = Command::new(BIN)
             .args(["-L", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
+            .current_dir(temp_dir(&format!("run-{port}")))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -55,6 +56,9 @@ impl Daemon {
 
     /// Starts a prepared command and waits for it to accept on `port`.
     fn spawn(command: &mut Command, port: u16) -> Daemon {
+        if command.get_current_dir().is_none() {
+            command.current_dir(temp_dir(&format!("run-{port}")));
+        }
         let child = command
             .stderr(Stdio::null())
             .spawn()
@@ -113,7 +117,11 @@ fn connect_tcp(port: u16) -> TcpStream {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("run gearboxd")
+    Command::new(BIN)
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .expect("run gearboxd")
 }
 
 /// Reads one packet (or text line) from a blocking stream.
@@ -165,11 +173,11 @@ fn unknown_flags_and_queue_types_fail_with_a_clear_message() {
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
 
-    let out = run(&["-q", "libsqlite3"]);
+    let out = run(&["-q", "mysql"]);
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("libsqlite3") && err.contains("not supported"),
+        err.contains("mysql") && err.contains("not supported"),
         "{err}"
     );
 

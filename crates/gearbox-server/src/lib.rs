@@ -10,6 +10,7 @@
 pub mod config;
 mod connection;
 pub mod engine;
+mod persistence;
 pub mod server;
 pub mod store;
 

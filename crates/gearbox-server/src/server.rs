@@ -3,6 +3,7 @@
 use crate::config::{Config, Keepalive};
 use crate::connection::{self, lock};
 use crate::engine::{Engine, Peer, ShutdownRequest, Signals};
+use crate::persistence;
 use crate::store::{InMemory, QueueStore};
 use socket2::{Domain, SockRef, Socket, TcpKeepalive, Type};
 use std::io;
@@ -112,6 +113,15 @@ impl Server {
             listeners.spawn(accept_unix(listener, spawner));
         }
         let timers = tokio::spawn(timer_loop(self.engine.clone(), self.signals.clone()));
+        let (commits, replay) = {
+            let mut engine = lock(&self.engine);
+            (engine.store_commits(), engine.take_replay())
+        };
+        let releases =
+            commits.map(|c| tokio::spawn(persistence::release_loop(self.engine.clone(), c)));
+        if let Some(replay) = replay {
+            persistence::spawn_replay(self.engine.clone(), replay, stop_rx.clone());
+        }
 
         let mut requests = self.signals.shutdown.subscribe();
         let request = loop {
@@ -134,6 +144,12 @@ impl Server {
             tracing::warn!(jobs = queued, "stopping with jobs still queued");
         }
         timers.abort();
+        // Commit what the store has queued and send the JOB_CREATEDs that
+        // waited for it, before the connections go.
+        lock(&self.engine).close_store();
+        if let Some(releases) = releases {
+            releases.abort();
+        }
         // Connections stop reading, and their writers send what is queued
         // (a last WORK_COMPLETE, say) before the process goes.
         let _ = stop_tx.send(true);

@@ -17,13 +17,14 @@ mod admin;
 mod functions;
 mod grab;
 mod jobs;
+mod replay;
 mod status;
 mod submit;
 mod timers;
 mod work;
 
 use crate::config::Config;
-use crate::store::{InMemory, QueueStore};
+use crate::store::{Commits, InMemory, QueueStore, Replay};
 use bytes::{Bytes, BytesMut};
 use functions::Functions;
 use gearbox_proto::packet::encode_res;
@@ -151,6 +152,10 @@ struct Conn {
     holding: Vec<JobId>,
     /// Jobs this connection waits on as a foreground client.
     attached: HashSet<JobId, IdBuildHasher>,
+    /// The store commit this connection's replies wait for (0: none). Set by
+    /// a JOB_CREATED whose row is not yet committed; everything queued after
+    /// it waits too, so replies keep their order.
+    hold_until: u64,
 }
 
 /// Connections and their outboxes, kept apart from the job tables so that a
@@ -215,6 +220,10 @@ pub struct Engine {
     /// Graceful shutdown: no new assignments; exit once `running` is 0.
     draining: bool,
     signals: Arc<Signals>,
+    /// The last store commit the engine has heard of.
+    committed: u64,
+    /// Connections whose replies wait for a store commit.
+    held: Vec<ConnId>,
 }
 
 impl Engine {
@@ -250,6 +259,8 @@ impl Engine {
             running: 0,
             draining: false,
             signals,
+            committed: 0,
+            held: Vec::new(),
         }
     }
 
@@ -277,6 +288,7 @@ impl Engine {
                 sleep_generation: 0,
                 holding: Vec::new(),
                 attached: HashSet::default(),
+                hold_until: 0,
             },
         );
         id
@@ -291,7 +303,7 @@ impl Engine {
                 let Some(conn) = self.conns.map.get_mut(&id) else {
                     continue;
                 };
-                if conn.outbox.is_empty() {
+                if conn.outbox.is_empty() || conn.hold_until > self.committed {
                     continue;
                 }
                 let bytes = conn.outbox.split().freeze();
@@ -318,6 +330,58 @@ impl Engine {
                 self.disconnect(id);
             }
         }
+    }
+
+    /// Holds `conn`'s replies, from the JOB_CREATED just queued on, until the
+    /// store has committed every row added so far.
+    fn hold_until_stored(&mut self, conn: ConnId) {
+        let barrier = self.store.ack_barrier();
+        if barrier <= self.committed {
+            return;
+        }
+        if let Some(c) = self.conns.map.get_mut(&conn) {
+            if c.hold_until <= self.committed {
+                self.held.push(conn);
+            }
+            c.hold_until = barrier;
+        }
+    }
+
+    /// The store committed everything up to `committed`: the replies that
+    /// waited for it go out.
+    pub fn release_stored(&mut self, committed: u64) {
+        self.committed = self.committed.max(committed);
+        let committed = self.committed;
+        let conns = &mut self.conns;
+        self.held.retain(|&id| match conns.map.get(&id) {
+            Some(c) if c.hold_until > committed => true,
+            Some(c) => {
+                if !c.outbox.is_empty() {
+                    conns.dirty.push(id);
+                }
+                false
+            }
+            None => false,
+        });
+        self.flush();
+    }
+
+    /// Turns the store's writer off once queued writes are committed, and
+    /// sends the replies that waited for them.
+    pub fn close_store(&mut self) {
+        self.store.close();
+        if let Some(commits) = self.store.commits() {
+            self.release_stored(commits.committed.load(Relaxed));
+        }
+    }
+
+    pub fn store_commits(&self) -> Option<Arc<Commits>> {
+        self.store.commits()
+    }
+
+    /// The earlier run's rows, once.
+    pub fn take_replay(&mut self) -> Option<Replay> {
+        self.store.take_replay()
     }
 
     /// Handles one frame from `conn`.

@@ -1,8 +1,8 @@
 //! SUBMIT_JOB and its variants: creating jobs and coalescing them by unique.
 
-use super::jobs::{coalesce_key, Job, JobState, Priority, HIGH, LOW, NORMAL};
+use super::jobs::{coalesce_key, FuncId, Job, JobState, Priority, HIGH, LOW, NORMAL};
 use super::{ConnId, Engine};
-use crate::store::StoredJob;
+use crate::store::{StoreError, StoredJob};
 use gearbox_proto::admin::atoi;
 use gearbox_proto::{Packet, PacketType};
 
@@ -121,52 +121,75 @@ impl Engine {
                 return self.conns.error(conn, "QUEUE_ERROR", &e.to_string());
             }
         }
+        self.enqueue_new(id, func, s.priority, state);
+        let handle = self.handle_bytes(id);
+        self.conns.send(conn, PacketType::JOB_CREATED, &[&handle]);
+        if s.background {
+            self.hold_until_stored(conn);
+        } else {
+            self.attach(conn, id);
+        }
+    }
+
+    /// Puts a new job where it waits: its queue, or the timer heap until its
+    /// epoch time. A runnable job wakes a sleeping worker.
+    pub(super) fn enqueue_new(
+        &mut self,
+        id: u64,
+        func: FuncId,
+        priority: Priority,
+        state: JobState,
+    ) {
         let function = self.functions.get_mut(func);
         match state {
             JobState::Delayed { when } => {
-                function.delayed[s.priority] += 1;
+                function.delayed[priority] += 1;
                 self.timers.add_epoch(when, id);
                 self.signals.timers.notify_one();
             }
-            _ => function.push(s.priority, id),
-        }
-        let handle = self.handle_bytes(id);
-        self.conns.send(conn, PacketType::JOB_CREATED, &[&handle]);
-        if !s.background {
-            self.attach(conn, id);
-        }
-        if state == JobState::Queued {
-            self.wake(func, 1);
+            _ => {
+                function.push(priority, id);
+                self.wake(func, 1);
+            }
         }
     }
 
     /// A submit that matched a live job: same handle, and a foreground submitter
     /// is attached to receive every WORK_* packet.
     fn join(&mut self, conn: ConnId, id: u64, background: bool) {
+        if background {
+            if let Err(e) = self.make_background(id) {
+                return self.conns.error(conn, "QUEUE_ERROR", &e.to_string());
+            }
+        }
         let handle = self.handle_bytes(id);
         self.conns.send(conn, PacketType::JOB_CREATED, &[&handle]);
-        if background {
-            self.make_background(id);
-        } else {
+        if !background {
             self.attach(conn, id);
+        }
+        // The job's row may still be on its way to the store: joining it is
+        // no more durable than submitting it.
+        if self.jobs.get(id).is_some_and(|job| job.background) {
+            self.hold_until_stored(conn);
         }
     }
 
     /// A background submitter joined a foreground job: from now on it outlives
-    /// its clients, and it is persisted like any background job.
-    fn make_background(&mut self, id: u64) {
-        let Some(job) = self.jobs.get_mut(id) else {
-            return;
+    /// its clients, and it is persisted like any background job. If the store
+    /// cannot take it, the job stays foreground and the submit is refused.
+    fn make_background(&mut self, id: u64) -> Result<(), StoreError> {
+        let Some(job) = self.jobs.get(id).filter(|job| !job.background) else {
+            return Ok(());
         };
-        if job.background {
-            return;
-        }
-        job.background = true;
-        let job = self.jobs.get(id).expect("checked above");
         let stored = super::work::stored(&self.functions, id, job);
         if let Err(e) = self.store.add(&stored) {
             tracing::error!(error = %e, "queue store refused a job that became background");
+            return Err(e);
         }
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.background = true;
+        }
+        Ok(())
     }
 
     fn attach(&mut self, conn: ConnId, id: u64) {

@@ -241,7 +241,8 @@ impl OwnServer {
                 "gearmand".into()
             }
             ServerKind::Gearboxd => {
-                args.extend(["-l".into(), "stderr".into()]);
+                // In memory, like gearmand here: a restart starts empty.
+                args.extend(["-l".into(), "stderr".into(), "-q".into(), "builtin".into()]);
                 gearboxd_path()
             }
         };
