@@ -1,0 +1,847 @@
+//! Helpers for `tests/durability.rs`: durable queue stores under crash and restart.
+//!
+//! * [`Conn`]: one blocking Gearman connection (binary packets and admin text),
+//!   built on [`crate::diff::wire`].
+//! * [`Workers`]: worker threads that GRAB_JOB_UNIQ, record what they got and
+//!   complete it.
+//! * [`QueueStore`]: where a server keeps its queue ([`SqliteFile`],
+//!   [`PostgresInstance`], [`RedisInstance`]): the server flags, and a count of the
+//!   rows in it, read straight from the database.
+//! * [`kill_server`] / [`terminate_server`]: SIGKILL / SIGTERM to a [`TestServer`]'s
+//!   own child.
+//!
+//! Every wait is bounded; every process started here is ours and is stopped on drop.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::diff::wire::{encode_request, parse_frames, Frame};
+use crate::{free_port, try_run_command, unique_temp_dir, wait_until, TestServer, HOST};
+
+pub const CAN_DO: u32 = 1;
+pub const NOOP: u32 = 6;
+pub const SUBMIT_JOB: u32 = 7;
+pub const JOB_CREATED: u32 = 8;
+pub const NO_JOB: u32 = 10;
+pub const WORK_COMPLETE: u32 = 13;
+pub const SUBMIT_JOB_BG: u32 = 18;
+pub const ERROR: u32 = 19;
+pub const GRAB_JOB_UNIQ: u32 = 30;
+pub const JOB_ASSIGN_UNIQ: u32 = 31;
+pub const SUBMIT_JOB_HIGH_BG: u32 = 32;
+pub const SUBMIT_JOB_LOW_BG: u32 = 34;
+pub const SUBMIT_JOB_EPOCH: u32 = 36;
+
+/// How long one reply may take before a connection counts as dead.
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Job priority, numbered as in gearmand's queue tables (0 = HIGH).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Prio {
+    High = 0,
+    Normal = 1,
+    Low = 2,
+}
+
+impl Prio {
+    pub const ALL: [Prio; 3] = [Prio::High, Prio::Normal, Prio::Low];
+
+    /// The background submit packet for this priority.
+    pub fn bg_packet(self) -> u32 {
+        match self {
+            Prio::High => SUBMIT_JOB_HIGH_BG,
+            Prio::Normal => SUBMIT_JOB_BG,
+            Prio::Low => SUBMIT_JOB_LOW_BG,
+        }
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now_epoch() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// One binary packet from the server.
+#[derive(Clone, Debug)]
+pub struct Packet {
+    pub ptype: u32,
+    pub body: Vec<u8>,
+}
+
+impl Packet {
+    /// The body split into `n` arguments at the first `n - 1` NULs (the last one
+    /// keeps any further NULs, as opaque data does).
+    pub fn args(&self, n: usize) -> Vec<Vec<u8>> {
+        self.body
+            .splitn(n, |&b| b == 0)
+            .map(<[u8]>::to_vec)
+            .collect()
+    }
+
+    pub fn describe(&self) -> String {
+        crate::diff::wire::render_frame(&Frame::Packet {
+            magic: *b"\0RES",
+            ptype: self.ptype,
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// A blocking connection to a job server on loopback.
+pub struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    frames: Vec<Frame>,
+}
+
+impl Conn {
+    pub fn connect(addr: &str) -> io::Result<Conn> {
+        let stream = TcpStream::connect(addr)?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream,
+            buf: Vec::new(),
+            frames: Vec::new(),
+        })
+    }
+
+    /// Sends one request packet.
+    pub fn send(&mut self, ptype: u32, args: &[&[u8]]) -> io::Result<()> {
+        let args: Vec<Vec<u8>> = args.iter().map(|a| a.to_vec()).collect();
+        self.stream.write_all(&encode_request(ptype, &args))
+    }
+
+    /// Sends bytes as they are (several encoded requests at once, say).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes)
+    }
+
+    /// The next frame, waiting at most `timeout`. EOF and timeouts are errors.
+    fn next_frame(&mut self, timeout: Duration) -> io::Result<Frame> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.frames.is_empty() {
+                return Ok(self.frames.remove(0));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no reply in time"));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "server closed the connection",
+                ));
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+            self.frames = parse_frames(&mut self.buf);
+        }
+    }
+
+    /// The next binary packet (a text line here is a protocol error).
+    pub fn recv(&mut self, timeout: Duration) -> io::Result<Packet> {
+        match self.next_frame(timeout)? {
+            Frame::Packet { ptype, body, .. } => Ok(Packet { ptype, body }),
+            other => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("expected a packet, got {other:?}"),
+            )),
+        }
+    }
+
+    /// Sends an admin command and returns the lines of a listing reply (up to,
+    /// not including, the `.` line), without line ends.
+    pub fn admin_listing(&mut self, command: &str) -> io::Result<Vec<String>> {
+        self.send_raw(format!("{command}\r\n").as_bytes())?;
+        let mut lines = Vec::new();
+        loop {
+            match self.next_frame(REPLY_TIMEOUT)? {
+                Frame::Text(line) => {
+                    let line = String::from_utf8_lossy(&line)
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned();
+                    if line == "." {
+                        return Ok(lines);
+                    }
+                    lines.push(line);
+                }
+                other => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("expected admin text, got {other:?}"),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+/// Submits a background job and waits for its reply: the handle, or the ERROR text.
+pub fn submit_bg(
+    conn: &mut Conn,
+    prio: Prio,
+    function: &str,
+    unique: &[u8],
+    data: &[u8],
+) -> Result<Vec<u8>, String> {
+    conn.send(prio.bg_packet(), &[function.as_bytes(), unique, data])
+        .map_err(|e| e.to_string())?;
+    created(conn)
+}
+
+/// Reads the reply to a submit: JOB_CREATED's handle, or the ERROR as text.
+pub fn created(conn: &mut Conn) -> Result<Vec<u8>, String> {
+    let p = conn.recv(REPLY_TIMEOUT).map_err(|e| e.to_string())?;
+    match p.ptype {
+        JOB_CREATED => Ok(p.body),
+        _ => Err(p.describe()),
+    }
+}
+
+/// `fn -> (total, running, workers)` from admin `status` (a fresh connection).
+pub fn status(addr: &str) -> Result<BTreeMap<String, [u64; 3]>, String> {
+    table::<3>(addr, "status")
+}
+
+/// `fn -> [high, normal, low]` queued jobs from admin `prioritystatus`.
+pub fn priority_status(addr: &str) -> Result<BTreeMap<String, [u64; 3]>, String> {
+    table::<4>(addr, "prioritystatus").map(|t| {
+        t.into_iter()
+            .map(|(f, v)| (f, [v[0], v[1], v[2]]))
+            .collect()
+    })
+}
+
+/// The `total` column of admin `status` for `function`; 0 if it is not listed.
+pub fn status_total(addr: &str, function: &str) -> Result<u64, String> {
+    Ok(status(addr)?.get(function).map_or(0, |v| v[0]))
+}
+
+/// Number of job lines in admin `show jobs`.
+pub fn show_jobs_count(addr: &str) -> Result<usize, String> {
+    let mut conn = Conn::connect(addr).map_err(|e| e.to_string())?;
+    Ok(conn
+        .admin_listing("show jobs")
+        .map_err(|e| e.to_string())?
+        .len())
+}
+
+fn table<const N: usize>(addr: &str, command: &str) -> Result<BTreeMap<String, [u64; N]>, String> {
+    let mut conn = Conn::connect(addr).map_err(|e| format!("{command}: {e}"))?;
+    let lines = conn
+        .admin_listing(command)
+        .map_err(|e| format!("{command}: {e}"))?;
+    let mut out = BTreeMap::new();
+    for line in lines {
+        let fields: Vec<&str> = line.split('\t').collect();
+        let parse = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+        let mut values = [0u64; N];
+        for (i, v) in values.iter_mut().enumerate() {
+            *v = parse(i + 1).ok_or_else(|| format!("{command}: bad line {line:?}"))?;
+        }
+        out.insert(fields[0].to_owned(), values);
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------
+// Signals to our own server process
+// ---------------------------------------------------------------------------------------
+
+fn signal(server: &TestServer, sig: &str) {
+    // The child is not reaped before this (nothing here calls is_running first),
+    // so the pid is still ours.
+    let pid = server.pid().to_string();
+    let mut cmd = Command::new("kill");
+    cmd.args(["-s", sig, &pid]);
+    let out = try_run_command(cmd, None, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        out.status.success(),
+        "kill -s {sig} {pid} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn wait_exited(server: &mut TestServer, timeout: Duration, what: &str) {
+    wait_until(what, timeout, || {
+        if server.is_running() {
+            Err(format!(
+                "{} pid {} still running",
+                server.kind().name(),
+                server.pid()
+            ))
+        } else {
+            Ok(())
+        }
+    });
+}
+
+/// SIGKILL to the server (a crash), then waits until it is gone.
+pub fn kill_server(server: &mut TestServer) {
+    signal(server, "KILL");
+    wait_exited(server, Duration::from_secs(10), "the killed server to exit");
+}
+
+/// SIGTERM to the server (a clean stop), then waits until it has exited.
+pub fn terminate_server(server: &mut TestServer) {
+    signal(server, "TERM");
+    wait_exited(
+        server,
+        Duration::from_secs(30),
+        "the server to exit after SIGTERM",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Workers
+// ---------------------------------------------------------------------------------------
+
+/// A job a worker was given.
+#[derive(Clone, Debug)]
+pub struct Ran {
+    pub function: Vec<u8>,
+    pub unique: Vec<u8>,
+    pub data: Vec<u8>,
+    /// Epoch seconds when the assignment arrived.
+    pub at: u64,
+}
+
+/// Worker threads on one server: each registers `functions`, grabs with
+/// GRAB_JOB_UNIQ, records the job and completes it. A worker ends when told to,
+/// at its deadline, or when the server goes away (a crash).
+pub struct Workers {
+    stop: Arc<AtomicBool>,
+    ran: Arc<Mutex<Vec<Ran>>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    pub fn start(addr: &str, functions: &[&str], count: usize, deadline: Duration) -> Workers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let functions: Vec<String> = functions.iter().map(|f| f.to_string()).collect();
+        let threads = (0..count)
+            .map(|_| {
+                let (addr, functions) = (addr.to_owned(), functions.clone());
+                let (stop, ran) = (stop.clone(), ran.clone());
+                let until = Instant::now() + deadline;
+                thread::spawn(move || {
+                    let _ = work(&addr, &functions, &stop, &ran, until);
+                })
+            })
+            .collect();
+        Workers { stop, ran, threads }
+    }
+
+    /// What has run so far.
+    pub fn ran(&self) -> Vec<Ran> {
+        self.ran.lock().unwrap().clone()
+    }
+
+    /// How many jobs have run so far.
+    pub fn count(&self) -> usize {
+        self.ran.lock().unwrap().len()
+    }
+
+    /// Stops the workers, waits for them, and returns everything they ran.
+    pub fn finish(self) -> Vec<Ran> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let ran = self.ran.lock().unwrap();
+        ran.clone()
+    }
+}
+
+fn work(
+    addr: &str,
+    functions: &[String],
+    stop: &AtomicBool,
+    ran: &Mutex<Vec<Ran>>,
+    until: Instant,
+) -> io::Result<()> {
+    let mut conn = Conn::connect(addr)?;
+    for f in functions {
+        conn.send(CAN_DO, &[f.as_bytes()])?;
+    }
+    conn.send(GRAB_JOB_UNIQ, &[])?;
+    while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+        let p = conn.recv(REPLY_TIMEOUT)?;
+        match p.ptype {
+            JOB_ASSIGN_UNIQ => {
+                let a = p.args(4);
+                ran.lock().unwrap().push(Ran {
+                    function: a[1].clone(),
+                    unique: a[2].clone(),
+                    data: a[3].clone(),
+                    at: now_epoch(),
+                });
+                // Complete and ask for the next job in one write.
+                let mut out = encode_request(WORK_COMPLETE, &[a[0].clone(), Vec::new()]);
+                out.extend(encode_request(GRAB_JOB_UNIQ, &[]));
+                conn.send_raw(&out)?;
+            }
+            NO_JOB => {
+                thread::sleep(Duration::from_millis(20));
+                conn.send(GRAB_JOB_UNIQ, &[])?;
+            }
+            NOOP => {}
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("worker got {}", p.describe()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One worker that takes jobs one at a time, in the order the server hands them
+/// out, until it has `count` of them or `timeout` passes.
+pub fn drain_in_order(addr: &str, functions: &[&str], count: usize, timeout: Duration) -> Vec<Ran> {
+    let mut conn = Conn::connect(addr).expect("worker connects");
+    for f in functions {
+        conn.send(CAN_DO, &[f.as_bytes()]).expect("CAN_DO");
+    }
+    let deadline = Instant::now() + timeout;
+    let mut ran = Vec::new();
+    while ran.len() < count && Instant::now() < deadline {
+        conn.send(GRAB_JOB_UNIQ, &[]).expect("GRAB_JOB_UNIQ");
+        let p = conn.recv(REPLY_TIMEOUT).expect("reply to GRAB_JOB_UNIQ");
+        match p.ptype {
+            JOB_ASSIGN_UNIQ => {
+                let a = p.args(4);
+                ran.push(Ran {
+                    function: a[1].clone(),
+                    unique: a[2].clone(),
+                    data: a[3].clone(),
+                    at: now_epoch(),
+                });
+                conn.send(WORK_COMPLETE, &[&a[0], b""])
+                    .expect("WORK_COMPLETE");
+            }
+            NO_JOB => thread::sleep(Duration::from_millis(50)),
+            _ => panic!("worker got {}", p.describe()),
+        }
+    }
+    ran
+}
+
+// ---------------------------------------------------------------------------------------
+// Queue stores
+// ---------------------------------------------------------------------------------------
+
+/// Where a server keeps its queue, as a test sees it.
+pub trait QueueStore {
+    /// `sqlite`, `postgres`, `redis`.
+    fn name(&self) -> &'static str;
+    /// The server's queue flags (`-q ...`).
+    fn server_args(&self) -> Vec<String>;
+    /// How many job rows the store holds now.
+    fn rows(&self) -> Result<u64, String>;
+}
+
+/// Runs a small Python program (python3 is a test dependency already; its sqlite3
+/// module reads the queue file without the sqlite3 CLI) and returns its stdout.
+fn python(program: &str, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(program).args(args);
+    let out = try_run_command(cmd, None, Duration::from_secs(30))?;
+    if !out.status.success() {
+        return Err(format!(
+            "python3 failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A row of a gearmand-schema queue table, as read from the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    pub unique_key: Vec<u8>,
+    pub function_name: Vec<u8>,
+    pub priority: i64,
+    pub data: Vec<u8>,
+    pub when_to_run: i64,
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from sqlite"))
+        .collect()
+}
+
+/// An SQLite queue file in gearmand's schema (`-q libsqlite3`).
+pub struct SqliteFile {
+    pub path: PathBuf,
+    pub table: String,
+}
+
+impl SqliteFile {
+    /// A file that does not exist yet, in a fresh temp dir.
+    pub fn new(label: &str) -> SqliteFile {
+        SqliteFile {
+            path: unique_temp_dir(label).join("q.db"),
+            table: "gearman_queue".to_owned(),
+        }
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Every row, in rowid order (the order both servers replay in).
+    pub fn table_rows(&self) -> Result<Vec<TableRow>, String> {
+        const READ: &str = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+            q = 'SELECT hex(unique_key), hex(function_name), priority, hex(data), \
+            coalesce(when_to_run, 0) FROM ' + sys.argv[2] + ' ORDER BY rowid'\n\
+            for r in c.execute(q):\n    print('\\t'.join(str(x) for x in r))\n";
+        let out = python(READ, &[&self.path_str(), &self.table])?;
+        out.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                if f.len() != 5 {
+                    return Err(format!("bad row {line:?}"));
+                }
+                Ok(TableRow {
+                    unique_key: unhex(f[0]),
+                    function_name: unhex(f[1]),
+                    priority: f[2].parse().map_err(|_| format!("bad row {line:?}"))?,
+                    data: unhex(f[3]),
+                    when_to_run: f[4].parse().map_err(|_| format!("bad row {line:?}"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl QueueStore for SqliteFile {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "libsqlite3".into(),
+            "--libsqlite3-db".into(),
+            self.path_str(),
+            "--libsqlite3-table".into(),
+            self.table.clone(),
+        ]
+    }
+    fn rows(&self) -> Result<u64, String> {
+        const COUNT: &str = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+            print(c.execute('SELECT count(*) FROM ' + sys.argv[2]).fetchone()[0])\n";
+        let out = python(COUNT, &[&self.path_str(), &self.table])?;
+        out.trim().parse().map_err(|_| format!("bad count {out:?}"))
+    }
+}
+
+/// A private PostgreSQL cluster in a temp dir, on a free loopback port, run as the
+/// `postgres` user (initdb refuses root). Stopped (`-m immediate`) on drop.
+pub struct PostgresInstance {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    pub table: String,
+}
+
+/// Where Debian's postgresql-15 keeps initdb and pg_ctl.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_postgres(program: &Path, args: &[&str]) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    if is_root {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program).args(args);
+        cmd
+    } else {
+        let mut cmd = Command::new(program);
+        cmd.args(args);
+        cmd
+    }
+}
+
+fn run_ok(cmd: Command, what: &str) -> Result<String, String> {
+    let out = try_run_command(cmd, None, Duration::from_secs(120))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl PostgresInstance {
+    pub fn start() -> PostgresInstance {
+        let bin = PathBuf::from(PG_BIN);
+        assert!(
+            bin.join("initdb").is_file(),
+            "{PG_BIN}/initdb is missing: install postgresql-15"
+        );
+        let dir = unique_temp_dir("postgres");
+        let data = dir.join("data");
+        let _ = run_ok(
+            {
+                let mut c = Command::new("chown");
+                c.args(["postgres:postgres"]).arg(&dir);
+                c
+            },
+            "chown",
+        );
+        let data_s = data.to_string_lossy().into_owned();
+        run_ok(
+            as_postgres(
+                &bin.join("initdb"),
+                &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+            ),
+            "initdb",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut failures = Vec::new();
+        for _ in 0..4 {
+            let port = free_port();
+            let opts = format!(
+                "-p {port} -k {} -c listen_addresses={HOST} -c fsync=off",
+                dir.display()
+            );
+            let log = dir.join("postgres.log").to_string_lossy().into_owned();
+            let start = as_postgres(
+                &bin.join("pg_ctl"),
+                &[
+                    "-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
+                ],
+            );
+            match run_ok(start, "pg_ctl start") {
+                Ok(_) => {
+                    return PostgresInstance {
+                        bin,
+                        dir,
+                        port,
+                        table: "queue".to_owned(),
+                    }
+                }
+                Err(e) => failures.push(format!("{e}\n{}", crate::read_file(Path::new(&log)))),
+            }
+        }
+        panic!("postgres did not start:\n{}", failures.join("\n"));
+    }
+
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={HOST} port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+}
+
+impl QueueStore for PostgresInstance {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "postgres".into(),
+            "--libpq-conninfo".into(),
+            self.conninfo(),
+            "--libpq-table".into(),
+            self.table.clone(),
+        ]
+    }
+    fn rows(&self) -> Result<u64, String> {
+        let mut cmd = Command::new(self.bin.join("psql"));
+        cmd.args(["-X", "-A", "-t", "-d"])
+            .arg(self.conninfo())
+            .arg("-c")
+            .arg(format!("SELECT count(*) FROM {}", self.table));
+        let out = run_ok(cmd, "psql count")?;
+        out.trim().parse().map_err(|_| format!("bad count {out:?}"))
+    }
+}
+
+impl Drop for PostgresInstance {
+    fn drop(&mut self) {
+        let data = self.dir.join("data").to_string_lossy().into_owned();
+        let stop = as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", &data, "-m", "immediate", "-w", "stop"],
+        );
+        let _ = run_ok(stop, "pg_ctl stop");
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A private redis-server on a free loopback port, no persistence of its own (only
+/// gearboxd is crashed in these tests, never redis). Killed on drop.
+pub struct RedisInstance {
+    _process: crate::BackgroundProcess,
+    port: u16,
+    pub prefix: String,
+}
+
+impl RedisInstance {
+    pub fn start() -> RedisInstance {
+        let dir = unique_temp_dir("redis");
+        let dir_s = dir.to_string_lossy().into_owned();
+        let mut failures = Vec::new();
+        for _ in 0..4 {
+            let port = free_port();
+            let port_s = port.to_string();
+            let mut process = crate::BackgroundProcess::spawn(
+                "redis-server",
+                "redis-server",
+                &[
+                    "--port",
+                    &port_s,
+                    "--bind",
+                    HOST,
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    &dir_s,
+                ],
+                &dir,
+            );
+            let ready = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < ready {
+                if let Ok(reply) = redis_command(port, &["PING"]) {
+                    if reply.starts_with(b"+PONG") {
+                        return RedisInstance {
+                            _process: process,
+                            port,
+                            prefix: "gbtest_".to_owned(),
+                        };
+                    }
+                }
+                thread::sleep(Duration::from_millis(50));
+            }
+            failures.push(process.describe());
+            process.kill();
+        }
+        panic!("redis-server did not start:\n{}", failures.join("\n"));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Sends one command in RESP and returns the raw reply (read until the reply is
+/// complete for the simple shapes used here: status, integer, array of bulk strings).
+fn redis_command(port: u16, args: &[&str]) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect((HOST, port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("redis closed the connection".into());
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if resp_complete(&reply) {
+            return Ok(reply);
+        }
+    }
+}
+
+/// Is `reply` one whole RESP reply (simple string, error, integer, or an array of
+/// bulk strings)?
+fn resp_complete(reply: &[u8]) -> bool {
+    let line_end = |from: usize| {
+        reply[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| from + p)
+    };
+    let Some(end) = line_end(0) else { return false };
+    if reply[0] != b'*' {
+        return true;
+    }
+    let count: i64 = String::from_utf8_lossy(&reply[1..end]).parse().unwrap_or(0);
+    let mut pos = end + 2;
+    for _ in 0..count.max(0) {
+        let Some(end) = line_end(pos) else {
+            return false;
+        };
+        let len: i64 = String::from_utf8_lossy(&reply[pos + 1..end])
+            .parse()
+            .unwrap_or(-1);
+        pos = end + 2 + if len >= 0 { len as usize + 2 } else { 0 };
+        if pos > reply.len() {
+            return false;
+        }
+    }
+    true
+}
+
+impl QueueStore for RedisInstance {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "redis".into(),
+            "--redis-server".into(),
+            HOST.into(),
+            "--redis-port".into(),
+            self.port.to_string(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+        ]
+    }
+    /// Keys under the prefix (gearmand keeps one hash per job there).
+    fn rows(&self) -> Result<u64, String> {
+        let reply = redis_command(self.port, &["KEYS", &format!("{}*", self.prefix)])?;
+        let end = reply.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+        match reply.first() {
+            Some(b'*') => String::from_utf8_lossy(&reply[1..end])
+                .parse()
+                .map_err(|_| "bad KEYS reply".to_owned()),
+            _ => Err(format!("KEYS: {}", String::from_utf8_lossy(&reply))),
+        }
+    }
+}

@@ -1,0 +1,675 @@
+//! Durable queue stores, black-box: background jobs acknowledged by gearboxd survive
+//! a `kill -9`, are replayed once, and the queue file is interchangeable with
+//! gearmand's (`-q libsqlite3`, gearmand's schema) in both directions.
+//!
+//! Every test speaks the raw protocol over loopback (see `protocol_tests::durable`).
+//! The crash tests print their figures; see them with
+//! `cargo test -p protocol-tests --test durability -- --nocapture`.
+//! The postgres and redis crash tests are `#[ignore]`d until those backends are
+//! wired into gearboxd; run them with `-- --ignored`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use protocol_tests::diff::wire::encode_request;
+use protocol_tests::durable::{
+    created, drain_in_order, kill_server, now_epoch, priority_status, show_jobs_count, status,
+    status_total, submit_bg, terminate_server, Conn, PostgresInstance, Prio, QueueStore, Ran,
+    RedisInstance, SqliteFile, Workers, ERROR, JOB_CREATED, REPLY_TIMEOUT, SUBMIT_JOB,
+    SUBMIT_JOB_EPOCH,
+};
+use protocol_tests::{wait_until, ServerKind, TestServer};
+
+/// How long a replayed queue may take to show up in `status`.
+const REPLAY: Duration = Duration::from_secs(60);
+
+fn start(kind: ServerKind, store: &dyn QueueStore) -> TestServer {
+    let args = store.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestServer::start_with_args(kind, &args)
+}
+
+fn wait_status_total(addr: &str, function: &str, total: u64) {
+    wait_until(
+        &format!("status to show {total} jobs of {function}"),
+        REPLAY,
+        || match status_total(addr, function) {
+            Ok(n) if n == total => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+fn wait_rows(store: &dyn QueueStore, rows: u64, timeout: Duration) {
+    wait_until(
+        &format!("the {} store to hold {rows} rows", store.name()),
+        timeout,
+        || match store.rows() {
+            Ok(n) if n == rows => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Crash under load
+// ---------------------------------------------------------------------------------------
+
+const CRASH_FN: &str = "durable_crash";
+const CLIENTS: usize = 4;
+/// The server is killed once this many submits were acknowledged (all clients).
+const ACK_TARGET: usize = 20_000;
+/// Submits one client pipelines before reading their replies.
+const BATCH: usize = 32;
+const LOAD_TIME: Duration = Duration::from_secs(120);
+const DRAIN_TIME: Duration = Duration::from_secs(240);
+
+/// The job a client submits as its `n`th: payload, unique, priority. Uniques
+/// cycle through a real one, empty and `-`; priorities cycle independently.
+fn crash_job(client: usize, n: usize) -> (String, Vec<u8>, Prio) {
+    let payload = format!("c{client}-{n}");
+    let unique = match n % 3 {
+        0 => format!("u-{payload}").into_bytes(),
+        1 => Vec::new(),
+        _ => b"-".to_vec(),
+    };
+    (payload, unique, Prio::ALL[(n / 3) % 3])
+}
+
+#[derive(Default)]
+struct ClientLog {
+    sent: usize,
+    acked: Vec<String>,
+    refused: Vec<String>,
+    /// Why the client stopped (the crash, normally).
+    end: String,
+}
+
+/// Submits pipelined batches until told to stop, its own cap, or the server dies.
+fn load_client(addr: &str, client: usize, acks: &AtomicUsize, stop: &AtomicBool) -> ClientLog {
+    let mut log = ClientLog::default();
+    let mut conn = match Conn::connect(addr) {
+        Ok(c) => c,
+        Err(e) => {
+            log.end = format!("connect: {e}");
+            return log;
+        }
+    };
+    let until = Instant::now() + LOAD_TIME;
+    'load: while !stop.load(Ordering::SeqCst) && Instant::now() < until && log.sent < ACK_TARGET {
+        let mut out = Vec::new();
+        let mut batch = Vec::new();
+        for n in log.sent..log.sent + BATCH {
+            let (payload, unique, prio) = crash_job(client, n);
+            let args = [
+                CRASH_FN.as_bytes().to_vec(),
+                unique,
+                payload.clone().into_bytes(),
+            ];
+            out.extend(encode_request(prio.bg_packet(), &args));
+            batch.push(payload);
+        }
+        log.sent += BATCH;
+        if let Err(e) = conn.send_raw(&out) {
+            log.end = format!("write: {e}");
+            break;
+        }
+        // Replies come back in request order, one per submit.
+        for payload in batch {
+            match conn.recv(REPLY_TIMEOUT) {
+                Ok(p) if p.ptype == JOB_CREATED => {
+                    log.acked.push(payload);
+                    acks.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(p) if p.ptype == ERROR => log.refused.push(p.describe()),
+                Ok(p) => panic!("client {client}: unexpected reply {}", p.describe()),
+                Err(e) => {
+                    log.end = format!("read: {e}");
+                    break 'load;
+                }
+            }
+        }
+    }
+    if log.end.is_empty() {
+        log.end = "stopped".into();
+    }
+    log
+}
+
+/// Crash test over one store: clients submit background jobs; the server is killed
+/// (SIGKILL) mid-load; a restarted server must run every acknowledged job. With
+/// `workers_during_load`, workers also run jobs before the crash, so a job may run
+/// twice (completed, but its row deletion was not committed yet): reported, not
+/// asserted. Without them, nothing ran before the crash and duplicates must be 0.
+fn crash_test(store: &dyn QueueStore, workers_during_load: bool) {
+    let label = format!(
+        "{}{}",
+        store.name(),
+        if workers_during_load {
+            " with workers"
+        } else {
+            ""
+        }
+    );
+    let mut server = start(ServerKind::Gearboxd, store);
+    let addr = server.addr();
+    let early_workers =
+        workers_during_load.then(|| Workers::start(&addr, &[CRASH_FN], 2, LOAD_TIME));
+
+    let acks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            let (addr, acks, stop) = (addr.clone(), acks.clone(), stop.clone());
+            thread::spawn(move || load_client(&addr, c, &acks, &stop))
+        })
+        .collect();
+    let deadline = Instant::now() + LOAD_TIME;
+    while acks.load(Ordering::SeqCst) < ACK_TARGET
+        && Instant::now() < deadline
+        && clients.iter().any(|c| !c.is_finished())
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let submitting = clients.iter().filter(|c| !c.is_finished()).count();
+    kill_server(&mut server);
+    stop.store(true, Ordering::SeqCst);
+    let logs: Vec<ClientLog> = clients
+        .into_iter()
+        .map(|c| c.join().expect("client"))
+        .collect();
+    let ran_before: Vec<Ran> = early_workers.map(Workers::finish).unwrap_or_default();
+    let rows_at_crash = store.rows();
+
+    // Every payload submitted, with the unique it was submitted with.
+    let mut submitted: HashMap<String, Vec<u8>> = HashMap::new();
+    for (c, log) in logs.iter().enumerate() {
+        for n in 0..log.sent {
+            let (payload, unique, _) = crash_job(c, n);
+            submitted.insert(payload, unique);
+        }
+    }
+    let acked: BTreeSet<&String> = logs.iter().flat_map(|l| &l.acked).collect();
+    let refused: Vec<&String> = logs.iter().flat_map(|l| &l.refused).collect();
+    assert!(
+        !acked.is_empty(),
+        "[{label}] nothing was acknowledged before the crash"
+    );
+
+    // Second life: drain until every acknowledged job ran, the server's queue is
+    // empty and the store has deleted every row.
+    let mut server = start(ServerKind::Gearboxd, store);
+    let addr = server.addr();
+    let workers = Workers::start(&addr, &[CRASH_FN], 3, DRAIN_TIME);
+    let deadline = Instant::now() + DRAIN_TIME;
+    let mut last = String::new();
+    loop {
+        let ran: BTreeSet<String> = ran_before
+            .iter()
+            .chain(&workers.ran())
+            .map(|r| text(&r.data))
+            .collect();
+        let missing = acked.iter().filter(|p| !ran.contains(**p)).count();
+        let total = status_total(&addr, CRASH_FN);
+        let rows = store.rows();
+        if missing == 0 && total == Ok(0) && rows == Ok(0) {
+            break;
+        }
+        last = format!(
+            "{missing} acknowledged jobs not run yet, status total {total:?}, rows {rows:?}"
+        );
+        if Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    let ran_after = workers.finish();
+
+    let mut runs: BTreeMap<String, usize> = BTreeMap::new();
+    for r in ran_before.iter().chain(&ran_after) {
+        *runs.entry(text(&r.data)).or_default() += 1;
+        let expected = submitted.get(&text(&r.data));
+        assert_eq!(
+            Some(&r.unique),
+            expected,
+            "[{label}] job {:?} ran with unique {:?}, submitted with {:?} (or never submitted)",
+            text(&r.data),
+            text(&r.unique),
+            expected.map(|u| text(u))
+        );
+        assert_eq!(r.function, CRASH_FN.as_bytes());
+    }
+    let recovered: BTreeSet<String> = ran_after.iter().map(|r| text(&r.data)).collect();
+    let lost: Vec<&&String> = acked.iter().filter(|p| !runs.contains_key(**p)).collect();
+    let duplicated: usize = runs.values().map(|&n| n - 1).sum();
+    let unacked_recovered = recovered.iter().filter(|p| !acked.contains(p)).count();
+    println!(
+        "[crash {label}] submitted {}, acknowledged {}, refused {}, clients still submitting at the kill {submitting}/{CLIENTS}, \
+         ran before the crash {}, rows after the crash {rows_at_crash:?}, recovered (ran after restart) {}, \
+         duplicated {duplicated}, unacknowledged-but-recovered {unacked_recovered}, lost {}",
+        submitted.len(),
+        acked.len(),
+        refused.len(),
+        ran_before.len(),
+        recovered.len(),
+        lost.len()
+    );
+    for (c, log) in logs.iter().enumerate() {
+        println!(
+            "[crash {label}] client {c}: sent {}, acked {}, ended by {}",
+            log.sent,
+            log.acked.len(),
+            log.end
+        );
+    }
+    assert!(
+        lost.is_empty(),
+        "[{label}] {} acknowledged jobs never ran, e.g. {:?}; at the end: {last}",
+        lost.len(),
+        lost.iter().take(10).collect::<Vec<_>>()
+    );
+    if !workers_during_load {
+        let twice: Vec<_> = runs.iter().filter(|(_, &n)| n > 1).take(10).collect();
+        assert_eq!(duplicated, 0, "[{label}] jobs ran twice, e.g. {twice:?}");
+    }
+    assert_eq!(status_total(&addr, CRASH_FN), Ok(0), "[{label}] {last}");
+    assert_eq!(
+        store.rows(),
+        Ok(0),
+        "[{label}] rows of completed jobs left: {last}"
+    );
+
+    // Third life: nothing comes back.
+    kill_server(&mut server);
+    let server = start(ServerKind::Gearboxd, store);
+    let again = drain_in_order(&server.addr(), &[CRASH_FN], 1, Duration::from_secs(2));
+    assert!(
+        again.is_empty(),
+        "[{label}] completed jobs replayed again: {again:?}"
+    );
+    assert_eq!(status_total(&server.addr(), CRASH_FN), Ok(0));
+}
+
+#[test]
+fn crash_sqlite() {
+    crash_test(&SqliteFile::new("crash"), false);
+}
+
+#[test]
+fn crash_sqlite_with_workers() {
+    crash_test(&SqliteFile::new("crash-workers"), true);
+}
+
+#[test]
+#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
+fn crash_postgres() {
+    crash_test(&PostgresInstance::start(), false);
+}
+
+#[test]
+#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
+fn crash_postgres_with_workers() {
+    crash_test(&PostgresInstance::start(), true);
+}
+
+#[test]
+#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
+fn crash_redis() {
+    crash_test(&RedisInstance::start(), false);
+}
+
+#[test]
+#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
+fn crash_redis_with_workers() {
+    crash_test(&RedisInstance::start(), true);
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. gearmand <-> gearboxd through one sqlite file
+// ---------------------------------------------------------------------------------------
+
+const INTEROP_FN: &str = "durable_interop";
+const INTEROP_EPOCH_FN: &str = "durable_interop_epoch";
+
+/// Submitted in this order (priorities interleaved), one with binary data.
+fn interop_jobs(anonymous: &[u8]) -> Vec<(Prio, Vec<u8>, Vec<u8>)> {
+    vec![
+        (Prio::Low, b"u-L1".to_vec(), b"L1".to_vec()),
+        (Prio::Normal, b"u-N1".to_vec(), b"N1".to_vec()),
+        (Prio::High, b"u-H1".to_vec(), b"H1".to_vec()),
+        (Prio::Low, anonymous.to_vec(), b"L2".to_vec()),
+        (Prio::Normal, b"u-N2".to_vec(), b"N2\0bin\xff\x01".to_vec()),
+        (Prio::High, b"u-H2".to_vec(), b"H2".to_vec()),
+    ]
+}
+
+/// The interop jobs in the order a worker must get them: HIGH, NORMAL, LOW,
+/// first-in first-out within a priority.
+fn interop_expected(anonymous: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut jobs = interop_jobs(anonymous);
+    jobs.sort_by_key(|j| j.0); // stable: keeps submit order within a priority
+    jobs.into_iter().map(|(_, u, d)| (u, d)).collect()
+}
+
+/// Submits the interop jobs and one epoch job due `delay` seconds from now (in
+/// `epoch_fn`); returns the epoch.
+fn submit_interop(addr: &str, anonymous: &[u8], epoch_fn: &str, delay: u64) -> u64 {
+    let mut conn = Conn::connect(addr).expect("connect");
+    for (prio, unique, data) in interop_jobs(anonymous) {
+        submit_bg(&mut conn, prio, INTEROP_FN, &unique, &data).expect("submit accepted");
+    }
+    let when = now_epoch() + delay;
+    let when_s = when.to_string();
+    conn.send(
+        SUBMIT_JOB_EPOCH,
+        &[epoch_fn.as_bytes(), b"u-E", when_s.as_bytes(), b"E"],
+    )
+    .expect("send epoch");
+    created(&mut conn).expect("epoch job accepted");
+    when
+}
+
+fn assert_drained_in_order(ran: &[Ran], expected: &[(Vec<u8>, Vec<u8>)], who: &str) {
+    let got: Vec<(String, String)> = ran
+        .iter()
+        .map(|r| (text(&r.unique), text(&r.data)))
+        .collect();
+    let want: Vec<(String, String)> = expected.iter().map(|(u, d)| (text(u), text(d))).collect();
+    assert_eq!(
+        got, want,
+        "{who}: (unique, data) in the order the worker got them"
+    );
+    for (r, (_, data)) in ran.iter().zip(expected) {
+        assert_eq!(&r.data, data, "{who}: data bytes");
+    }
+}
+
+#[test]
+fn gearmand_queue_replayed_by_gearboxd() {
+    let file = SqliteFile::new("gearmand-to-gearboxd");
+    let mut gearmand = start(ServerKind::Gearmand, &file);
+    // Same function for the epoch job: gearboxd must skip it while it is not due.
+    let when = submit_interop(&gearmand.addr(), b"", INTEROP_FN, 6);
+    kill_server(&mut gearmand);
+    let rows = file.table_rows().expect("read gearmand's table");
+    assert_eq!(rows.len(), 7, "gearmand wrote one row per job: {rows:?}");
+
+    let gearboxd = start(ServerKind::Gearboxd, &file);
+    let addr = gearboxd.addr();
+    wait_status_total(&addr, INTEROP_FN, 7);
+    let ran = drain_in_order(&addr, &[INTEROP_FN], 7, Duration::from_secs(60));
+    assert_eq!(ran.len(), 7, "all of gearmand's jobs ran: {ran:?}");
+    assert_drained_in_order(&ran[..6], &interop_expected(b""), "gearboxd after gearmand");
+    let epoch = &ran[6];
+    assert_eq!(
+        (epoch.unique.as_slice(), epoch.data.as_slice()),
+        (&b"u-E"[..], &b"E"[..])
+    );
+    assert!(
+        epoch.at >= when,
+        "epoch job ran at {} before its time {when}",
+        epoch.at
+    );
+    // gearboxd deletes gearmand's rows once their jobs are done.
+    wait_rows(&file, 0, Duration::from_secs(20));
+}
+
+#[test]
+fn gearboxd_queue_replayed_by_gearmand() {
+    let file = SqliteFile::new("gearboxd-to-gearmand");
+    let mut gearboxd = start(ServerKind::Gearboxd, &file);
+    // A separate function for the epoch job: gearmand starves lower priorities
+    // behind a future epoch job (gearmand-behaviour.md §3.3.5).
+    let when = submit_interop(&gearboxd.addr(), b"", INTEROP_EPOCH_FN, 3);
+    terminate_server(&mut gearboxd);
+    let rows = file.table_rows().expect("read gearboxd's table");
+    assert_eq!(rows.len(), 7, "gearboxd wrote one row per job: {rows:?}");
+    // The job with an empty unique has a key of its own (a documented difference).
+    let anon = rows
+        .iter()
+        .find(|r| r.data == b"L2")
+        .expect("row of the empty-unique job");
+    assert!(
+        text(&anon.unique_key).starts_with("~gearbox-anon~"),
+        "{:?}",
+        text(&anon.unique_key)
+    );
+    assert!(rows
+        .iter()
+        .all(|r| r.when_to_run == 0 || r.when_to_run as u64 == when));
+
+    let gearmand = start(ServerKind::Gearmand, &file);
+    let addr = gearmand.addr();
+    wait_status_total(&addr, INTEROP_FN, 6);
+    let ran = drain_in_order(&addr, &[INTEROP_FN], 6, Duration::from_secs(30));
+    // gearmand sees the synthetic key as the job's unique.
+    assert_drained_in_order(
+        &ran,
+        &interop_expected(&anon.unique_key),
+        "gearmand after gearboxd",
+    );
+    let epoch = drain_in_order(&addr, &[INTEROP_EPOCH_FN], 1, Duration::from_secs(30));
+    assert_eq!(epoch.len(), 1, "gearmand ran gearboxd's epoch job");
+    assert_eq!(
+        (epoch[0].unique.as_slice(), epoch[0].data.as_slice()),
+        (&b"u-E"[..], &b"E"[..])
+    );
+    assert!(
+        epoch[0].at >= when,
+        "epoch job ran at {} before its time {when}",
+        epoch[0].at
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Empty and `-` uniques each keep a row
+// ---------------------------------------------------------------------------------------
+
+const ANON_FN: &str = "durable_anon";
+const ANON_EACH: usize = 200;
+
+/// Submits ANON_EACH jobs with an empty unique and ANON_EACH with `-`, distinct
+/// data, pipelined; panics unless all are acknowledged.
+fn submit_anonymous(addr: &str) {
+    let mut conn = Conn::connect(addr).expect("connect");
+    let mut out = Vec::new();
+    for i in 0..ANON_EACH {
+        for (unique, data) in [(&b""[..], format!("e-{i}")), (b"-", format!("d-{i}"))] {
+            let args = [
+                ANON_FN.as_bytes().to_vec(),
+                unique.to_vec(),
+                data.into_bytes(),
+            ];
+            out.extend(encode_request(Prio::Normal.bg_packet(), &args));
+        }
+    }
+    conn.send_raw(&out).expect("send");
+    for i in 0..2 * ANON_EACH {
+        created(&mut conn).unwrap_or_else(|e| panic!("submit {i}: {e}"));
+    }
+}
+
+#[test]
+fn empty_and_dash_uniques_each_survive_a_crash() {
+    let file = SqliteFile::new("anon");
+    let mut server = start(ServerKind::Gearboxd, &file);
+    submit_anonymous(&server.addr());
+    kill_server(&mut server);
+    assert_eq!(file.rows(), Ok(2 * ANON_EACH as u64), "one row per job");
+
+    let server = start(ServerKind::Gearboxd, &file);
+    let addr = server.addr();
+    wait_status_total(&addr, ANON_FN, 2 * ANON_EACH as u64);
+    let workers = Workers::start(&addr, &[ANON_FN], 2, Duration::from_secs(60));
+    wait_until(
+        "all replayed jobs to run",
+        Duration::from_secs(60),
+        || match (workers.count(), status_total(&addr, ANON_FN)) {
+            (n, Ok(0)) if n >= 2 * ANON_EACH => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    let ran = workers.finish();
+    let mut runs: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for r in &ran {
+        let entry = runs.entry(text(&r.data)).or_insert((0, text(&r.unique)));
+        entry.0 += 1;
+    }
+    for i in 0..ANON_EACH {
+        assert_eq!(
+            runs.get(&format!("e-{i}")),
+            Some(&(1, String::new())),
+            "e-{i}"
+        );
+        assert_eq!(
+            runs.get(&format!("d-{i}")),
+            Some(&(1, "-".to_owned())),
+            "d-{i}"
+        );
+    }
+    assert_eq!(ran.len(), 2 * ANON_EACH, "each job ran exactly once");
+    wait_rows(&file, 0, Duration::from_secs(20));
+}
+
+/// Documented gearmand behaviour (gearmand-behaviour.md §5.1): its rows are keyed
+/// by (unique, function), so all background jobs with an empty unique share one
+/// row, and a restart brings back one of them.
+#[test]
+fn gearmand_keeps_one_row_for_empty_uniques() {
+    let file = SqliteFile::new("gearmand-anon");
+    let mut gearmand = start(ServerKind::Gearmand, &file);
+    submit_anonymous(&gearmand.addr());
+    kill_server(&mut gearmand);
+    let rows = file.table_rows().expect("read gearmand's table");
+    let empty: Vec<_> = rows.iter().filter(|r| r.unique_key.is_empty()).collect();
+    let dash: Vec<_> = rows.iter().filter(|r| r.unique_key == b"-").collect();
+    println!(
+        "[gearmand anon] {} jobs acknowledged, {} rows: {} with an empty unique (data {:?}), {} with `-`",
+        2 * ANON_EACH,
+        rows.len(),
+        empty.len(),
+        empty.iter().map(|r| text(&r.data)).collect::<Vec<_>>(),
+        dash.len()
+    );
+    assert_eq!(
+        empty.len(),
+        1,
+        "gearmand overwrites one row per empty unique"
+    );
+    assert_eq!(dash.len(), 1, "gearmand overwrites one row per `-` unique");
+
+    let gearmand = start(ServerKind::Gearmand, &file);
+    let replayed = status_total(&gearmand.addr(), ANON_FN).expect("status");
+    assert_eq!(
+        replayed,
+        rows.len() as u64,
+        "gearmand replays what the table holds"
+    );
+    assert!(replayed < 2 * ANON_EACH as u64);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Admin views of a replayed queue
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn admin_status_after_replay() {
+    const FN_A: &str = "durable_status";
+    const FN_B: &str = "durable_status_b";
+    let file = SqliteFile::new("status");
+    let mut server = start(ServerKind::Gearboxd, &file);
+    let mut conn = Conn::connect(&server.addr()).expect("connect");
+    let counts = [(Prio::High, 30), (Prio::Normal, 40), (Prio::Low, 50)];
+    for (prio, count) in counts {
+        for i in 0..count {
+            let unique = if i % 2 == 0 {
+                format!("s-{prio:?}-{i}")
+            } else {
+                String::new()
+            };
+            let data = format!("{prio:?}-{i}");
+            submit_bg(&mut conn, prio, FN_A, unique.as_bytes(), data.as_bytes()).expect("submit");
+        }
+    }
+    for i in 0..7 {
+        submit_bg(
+            &mut conn,
+            Prio::Low,
+            FN_B,
+            b"-",
+            format!("b-{i}").as_bytes(),
+        )
+        .expect("submit");
+    }
+    kill_server(&mut server);
+
+    let server = start(ServerKind::Gearboxd, &file);
+    let addr = server.addr();
+    wait_status_total(&addr, FN_A, 120);
+    wait_status_total(&addr, FN_B, 7);
+    let st = status(&addr).expect("status");
+    assert_eq!(
+        st.get(FN_A),
+        Some(&[120, 0, 0]),
+        "status: total, running, workers"
+    );
+    assert_eq!(st.get(FN_B), Some(&[7, 0, 0]));
+    assert_eq!(
+        show_jobs_count(&addr),
+        Ok(127),
+        "show jobs lists every replayed job"
+    );
+    let ps = priority_status(&addr).expect("prioritystatus");
+    assert_eq!(
+        ps.get(FN_A),
+        Some(&[30, 40, 50]),
+        "prioritystatus: high, normal, low"
+    );
+    assert_eq!(ps.get(FN_B), Some(&[0, 0, 7]));
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Foreground jobs are not persisted
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn foreground_jobs_are_not_persisted() {
+    const FG_FN: &str = "durable_fg";
+    const MARK_FN: &str = "durable_fg_marker";
+    let file = SqliteFile::new("fg");
+    let mut server = start(ServerKind::Gearboxd, &file);
+    // The foreground submitter stays connected until the crash, so its jobs are live.
+    let mut fg = Conn::connect(&server.addr()).expect("connect");
+    for unique in [&b"fg-1"[..], b"", b"-"] {
+        fg.send(SUBMIT_JOB, &[FG_FN.as_bytes(), unique, b"foreground"])
+            .expect("send");
+        created(&mut fg).expect("foreground job accepted");
+    }
+    // A background job submitted after them: once it is acknowledged, its row is
+    // committed, and so would theirs be if they were written at all.
+    let mut bg = Conn::connect(&server.addr()).expect("connect");
+    submit_bg(&mut bg, Prio::Normal, MARK_FN, b"marker", b"marker").expect("submit");
+    assert_eq!(status_total(&server.addr(), FG_FN), Ok(3));
+    let rows = file.table_rows().expect("read table");
+    assert_eq!(rows.len(), 1, "only the background job has a row: {rows:?}");
+    kill_server(&mut server);
+
+    let server = start(ServerKind::Gearboxd, &file);
+    let addr = server.addr();
+    wait_status_total(&addr, MARK_FN, 1);
+    assert_eq!(
+        status_total(&addr, FG_FN),
+        Ok(0),
+        "no foreground job came back"
+    );
+    let ran = drain_in_order(&addr, &[FG_FN, MARK_FN], 2, Duration::from_secs(2));
+    let got: Vec<String> = ran.iter().map(|r| text(&r.data)).collect();
+    assert_eq!(got, ["marker"], "only the background job is replayed");
+}
