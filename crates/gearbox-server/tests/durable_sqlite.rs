@@ -1,0 +1,209 @@
+//! The SQLite store end to end, in process: an acknowledged job is a row on
+//! disk, a restart brings every row back as the job it was, and finished jobs
+//! leave the table. The file is read with SQLite directly, as gearmand would.
+
+mod support;
+
+use gearbox_server::store::sqlite::{Sqlite, SqliteConfig, Sync, DEFAULT_TABLE};
+use gearbox_server::store::{Durable, QueueStore};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::*;
+
+fn temp_db(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gearbox-durable-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("queue.sqlite3")
+}
+
+fn sqlite_store(path: &Path) -> Box<dyn QueueStore> {
+    let backend = Sqlite::new(SqliteConfig {
+        path: path.to_path_buf(),
+        table: DEFAULT_TABLE.into(),
+        sync: Sync::Full,
+    });
+    Box::new(Durable::open(Box::new(backend)).expect("open sqlite store"))
+}
+
+async fn server_on(path: &Path) -> TestServer {
+    TestServer::with_store(config(), sqlite_store(path)).await
+}
+
+/// (unique_key, function_name, priority, data, when_to_run), in rowid order.
+type DbRow = (String, String, i64, Vec<u8>, i64);
+
+fn rows(path: &Path) -> Vec<DbRow> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut statement = conn
+        .prepare(
+            "SELECT unique_key, function_name, priority, data, when_to_run \
+             FROM gearman_queue ORDER BY rowid",
+        )
+        .unwrap();
+    let rows = statement
+        .query_map([], |r| {
+            // gearmand binds data as a BLOB, but a row may hold TEXT.
+            let data = r.get_ref(3)?.as_bytes()?.to_vec();
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, data, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<Vec<DbRow>, _>>()
+        .unwrap();
+    rows
+}
+
+async fn stop(mut server: TestServer) {
+    server.stop();
+    assert!(server.stopped_within(WAIT).await, "server did not stop");
+}
+
+#[tokio::test]
+async fn a_job_is_on_disk_before_its_job_created_arrives() {
+    let path = temp_db("ack");
+    let server = server_on(&path).await;
+    let mut client = server.conn().await;
+    for n in 0..100 {
+        let data = format!("job-{n}");
+        client.submit(T::SUBMIT_JOB_BG, "f", "", &data).await;
+        // Read the file the moment the ack arrives: had the ack gone out
+        // before the commit, the row would be missing here.
+        let on_disk = rows(&path);
+        assert_eq!(on_disk.len(), n + 1, "after the ack of {data}");
+        assert_eq!(on_disk[n].3, data.as_bytes());
+    }
+    // A submit that joins a queued background job is acknowledged the same way.
+    client.submit(T::SUBMIT_JOB_BG, "f", "same", "x").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "same", "x").await;
+    assert_eq!(rows(&path).len(), 101);
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn a_restart_brings_back_every_background_job_as_it_was() {
+    let path = temp_db("restart");
+    let server = server_on(&path).await;
+    let mut client = server.conn().await;
+    client.submit(T::SUBMIT_JOB_LOW_BG, "f", "low", "l").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "", "empty-1").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "", "empty-2").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "-", "dash-1").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "-", "dash-2").await;
+    client.submit(T::SUBMIT_JOB_HIGH_BG, "f", "high", "h").await;
+    let later = (std::time::SystemTime::now() + Duration::from_secs(3600))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    client
+        .submit_epoch("f", "epoch", &later.to_string(), "e")
+        .await;
+    // Foreground jobs are not persisted, as in gearmand.
+    client
+        .send(T::SUBMIT_JOB, &[b"f", b"fg", b"foreground"])
+        .await;
+    client.created().await;
+    assert_eq!(rows(&path).len(), 7, "{:?}", rows(&path));
+    stop(server).await;
+
+    let server = server_on(&path).await;
+    let mut admin = server.conn().await;
+    let deadline = Instant::now() + WAIT;
+    while admin.listing("status").await != "f\t7\t0\t0\n.\n" {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not finish: {:?}",
+            admin.listing("status").await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(admin.listing("prioritystatus").await, "f\t1\t5\t1\t0\n.\n");
+    let mut worker = server.conn().await;
+    worker.can_do("f").await;
+    let mut taken = Vec::new();
+    for _ in 0..6 {
+        worker.send(T::GRAB_JOB_UNIQ, &[]).await;
+        let p = worker.expect(T::JOB_ASSIGN_UNIQ).await;
+        let unique = String::from_utf8_lossy(p.arg(2)).into_owned();
+        let data = String::from_utf8_lossy(p.arg(3)).into_owned();
+        worker.send(T::WORK_COMPLETE, &[p.arg(0), b""]).await;
+        taken.push(format!("{unique}={data}"));
+    }
+    worker.grab_none().await;
+    // Priority first, then the order of submission; uniques restored.
+    assert_eq!(
+        taken,
+        ["high=h", "=empty-1", "=empty-2", "-=dash-1", "-=dash-2", "low=l"]
+    );
+    // Finished jobs leave the table; the future epoch job stays.
+    let deadline = Instant::now() + WAIT;
+    while rows(&path).len() != 1 {
+        assert!(Instant::now() < deadline, "rows left: {:?}", rows(&path));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (unique, function, priority, data, when) = rows(&path).remove(0);
+    assert_eq!(
+        (
+            unique.as_str(),
+            function.as_str(),
+            priority,
+            data.as_slice()
+        ),
+        ("epoch", "f", 1, &b"e"[..])
+    );
+    assert_eq!(when, later as i64);
+    stop(server).await;
+}
+
+#[tokio::test]
+async fn a_queue_file_in_gearmand_layout_is_replayed() {
+    let path = temp_db("gearmand-layout");
+    {
+        // The table as gearmand 1.1.20 creates and fills it.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, \
+             priority INTEGER, data BLOB, when_to_run INTEGER, \
+             PRIMARY KEY (unique_key, function_name));
+             INSERT INTO gearman_queue VALUES ('u1', 'g', 1, X'00FF01', 0);
+             INSERT INTO gearman_queue VALUES ('', 'g', 2, 'anon', 0);
+             INSERT INTO gearman_queue VALUES ('-', 'g', 0, 'dash', 0);",
+        )
+        .unwrap();
+    }
+    let server = server_on(&path).await;
+    let mut admin = server.conn().await;
+    let deadline = Instant::now() + WAIT;
+    while admin.listing("prioritystatus").await != "g\t1\t1\t1\t0\n.\n" {
+        assert!(
+            Instant::now() < deadline,
+            "replay did not finish: {:?}",
+            admin.listing("status").await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut worker = server.conn().await;
+    worker.can_do("g").await;
+    let mut taken = Vec::new();
+    for _ in 0..3 {
+        worker.send(T::GRAB_JOB_UNIQ, &[]).await;
+        let p = worker.expect(T::JOB_ASSIGN_UNIQ).await;
+        taken.push((p.arg(2).to_vec(), p.arg(3).to_vec()));
+        worker.send(T::WORK_COMPLETE, &[p.arg(0), b""]).await;
+    }
+    assert_eq!(
+        taken,
+        [
+            (b"-".to_vec(), b"dash".to_vec()),
+            (b"u1".to_vec(), vec![0, 255, 1]),
+            (b"".to_vec(), b"anon".to_vec()),
+        ]
+    );
+    // Each row is deleted under the key gearmand gave it.
+    let deadline = Instant::now() + WAIT;
+    while !rows(&path).is_empty() {
+        assert!(Instant::now() < deadline, "rows left: {:?}", rows(&path));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop(server).await;
+}
