@@ -12,19 +12,21 @@
 //!
 //! Every wait is bounded; every process started here is ours and is stopped on drop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::diff::wire::{encode_request, parse_frames, Frame};
-use crate::{free_port, try_run_command, unique_temp_dir, wait_until, TestServer, HOST};
+use crate::{
+    free_port, try_run_command, unique_temp_dir, wait_until, ServerKind, TestServer, HOST,
+};
 
 pub const CAN_DO: u32 = 1;
 pub const NOOP: u32 = 6;
@@ -258,6 +260,60 @@ fn table<const N: usize>(addr: &str, command: &str) -> Result<BTreeMap<String, [
     Ok(out)
 }
 
+/// Bytes as (lossy) UTF-8, for comparisons and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A server of `kind` keeping its queue in `store`.
+pub fn start(kind: ServerKind, store: &dyn QueueStore) -> TestServer {
+    let args = store.server_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    TestServer::start_with_args(kind, &args)
+}
+
+/// Waits (at most a minute) until admin `status` shows `total` jobs of `function`,
+/// e.g. once a replay has brought them all back.
+pub fn wait_status_total(addr: &str, function: &str, total: u64) {
+    let what = format!("status to show {total} jobs of {function}");
+    wait_until(&what, Duration::from_secs(60), || {
+        match status_total(addr, function) {
+            Ok(n) if n == total => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+/// Waits until `store` holds `rows` rows.
+pub fn wait_rows(store: &dyn QueueStore, rows: u64, timeout: Duration) {
+    let what = format!("the {} store to hold {rows} rows", store.name());
+    wait_until(&what, timeout, || match store.rows() {
+        Ok(n) if n == rows => Ok(()),
+        other => Err(format!("{other:?}")),
+    });
+}
+
+/// One background NORMAL submit (unique = data = `payload`) on a fresh connection,
+/// waiting `wait` for the reply: `Ok(Ok)` JOB_CREATED, `Ok(Err(body))` ERROR,
+/// `Err(conn)` no reply yet (a server holds JOB_CREATED until the row is
+/// committed): the connection, to read the reply later.
+pub fn try_submit(
+    addr: &str,
+    function: &str,
+    payload: &str,
+    wait: Duration,
+) -> Result<Result<(), String>, Conn> {
+    let mut conn = Conn::connect(addr).expect("the server accepts connections");
+    let args: [&[u8]; 3] = [function.as_bytes(), payload.as_bytes(), payload.as_bytes()];
+    conn.send(SUBMIT_JOB_BG, &args).expect("send");
+    match conn.recv(wait) {
+        Ok(p) if p.ptype == JOB_CREATED => Ok(Ok(())),
+        Ok(p) if p.ptype == ERROR => Ok(Err(text(&p.body))),
+        Ok(p) => panic!("unexpected reply {}", p.describe()),
+        Err(_) => Err(conn),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Signals to our own server process
 // ---------------------------------------------------------------------------------------
@@ -444,6 +500,169 @@ pub fn drain_in_order(addr: &str, functions: &[&str], count: usize, timeout: Dur
 }
 
 // ---------------------------------------------------------------------------------------
+// Load: clients that submit background jobs until the server dies
+// ---------------------------------------------------------------------------------------
+
+/// The `n`th job of client `c`: payload (distinct across all jobs), unique, priority.
+pub type JobOf = fn(usize, usize) -> (String, Vec<u8>, Prio);
+
+/// What one loading client saw.
+#[derive(Default)]
+pub struct ClientLog {
+    /// Submits written (answered or not).
+    pub sent: usize,
+    /// Payloads whose JOB_CREATED arrived.
+    pub acked: Vec<String>,
+    /// ERROR replies, as text.
+    pub refused: Vec<String>,
+    /// Why the client stopped (normally: the server was killed).
+    pub end: String,
+}
+
+/// Submits `job(client, 0..)` to `function` in pipelined batches of `batch`,
+/// reading each batch's replies (in request order) before the next, until `stop`,
+/// `until`, `cap` submits, or the connection dies. Counts acknowledgements in `acks`.
+#[allow(clippy::too_many_arguments)]
+pub fn load_client(
+    addr: &str,
+    function: &str,
+    job: JobOf,
+    client: usize,
+    (batch, cap): (usize, usize),
+    acks: &AtomicUsize,
+    stop: &AtomicBool,
+    until: Instant,
+) -> ClientLog {
+    let mut log = ClientLog::default();
+    let mut conn = match Conn::connect(addr) {
+        Ok(c) => c,
+        Err(e) => {
+            log.end = format!("connect: {e}");
+            return log;
+        }
+    };
+    'load: while !stop.load(Ordering::SeqCst) && Instant::now() < until && log.sent < cap {
+        let mut out = Vec::new();
+        let mut payloads = Vec::new();
+        for n in log.sent..log.sent + batch {
+            let (payload, unique, prio) = job(client, n);
+            let args = [
+                function.as_bytes().to_vec(),
+                unique,
+                payload.clone().into_bytes(),
+            ];
+            out.extend(encode_request(prio.bg_packet(), &args));
+            payloads.push(payload);
+        }
+        log.sent += batch;
+        if let Err(e) = conn.send_raw(&out) {
+            log.end = format!("write: {e}");
+            break;
+        }
+        for payload in payloads {
+            match conn.recv(REPLY_TIMEOUT) {
+                Ok(p) if p.ptype == JOB_CREATED => {
+                    log.acked.push(payload);
+                    acks.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(p) if p.ptype == ERROR => log.refused.push(p.describe()),
+                Ok(p) => panic!("client {client}: unexpected reply {}", p.describe()),
+                Err(e) => {
+                    log.end = format!("read: {e}");
+                    break 'load;
+                }
+            }
+        }
+    }
+    if log.end.is_empty() {
+        log.end = "stopped".into();
+    }
+    log
+}
+
+/// What [`load_and_crash`] saw.
+pub struct CrashLoad {
+    /// One log per client, in client order.
+    pub logs: Vec<ClientLog>,
+    /// Clients still submitting when the server was killed.
+    pub submitting: usize,
+}
+
+/// Runs `clients` [`load_client`]s against `server` and kills it (SIGKILL) once
+/// `target` submits were acknowledged (or `time` passed, or every client stopped),
+/// while the clients are still submitting. Each client stops after `target`
+/// submits of its own at most.
+pub fn load_and_crash(
+    server: &mut TestServer,
+    function: &'static str,
+    job: JobOf,
+    (clients, batch, target): (usize, usize, usize),
+    time: Duration,
+) -> CrashLoad {
+    let acks = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let until = Instant::now() + time;
+    let threads: Vec<_> = (0..clients)
+        .map(|c| {
+            let (addr, acks, stop) = (server.addr(), acks.clone(), stop.clone());
+            let limits = (batch, target);
+            thread::spawn(move || load_client(&addr, function, job, c, limits, &acks, &stop, until))
+        })
+        .collect();
+    while acks.load(Ordering::SeqCst) < target
+        && Instant::now() < until
+        && threads.iter().any(|c| !c.is_finished())
+    {
+        thread::sleep(Duration::from_millis(5));
+    }
+    let submitting = threads.iter().filter(|c| !c.is_finished()).count();
+    kill_server(server);
+    stop.store(true, Ordering::SeqCst);
+    let logs = threads
+        .into_iter()
+        .map(|c| c.join().expect("client thread"))
+        .collect();
+    CrashLoad { logs, submitting }
+}
+
+/// Runs `workers` workers for `function` until every payload in `must_run` has
+/// run (here or in `ran_before`), admin `status` shows no job of `function` and
+/// `store` holds no row, or `timeout` passes. Returns what they ran and, if the
+/// end was not reached, the last state seen.
+pub fn drain_until_empty(
+    addr: &str,
+    store: &dyn QueueStore,
+    function: &str,
+    (must_run, ran_before): (&BTreeSet<String>, &[Ran]),
+    workers: usize,
+    timeout: Duration,
+) -> (Vec<Ran>, String) {
+    let workers = Workers::start(addr, &[function], workers, timeout);
+    let deadline = Instant::now() + timeout;
+    let mut last = String::new();
+    loop {
+        let ran: BTreeSet<String> = ran_before
+            .iter()
+            .chain(&workers.ran())
+            .map(|r| text(&r.data))
+            .collect();
+        let missing = must_run.iter().filter(|p| !ran.contains(*p)).count();
+        let total = status_total(addr, function);
+        let rows = store.rows();
+        if missing == 0 && total == Ok(0) && rows == Ok(0) {
+            last.clear();
+            break;
+        }
+        last = format!("{missing} jobs not run yet, status total {total:?}, rows {rows:?}");
+        if Instant::now() >= deadline {
+            break;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    (workers.finish(), last)
+}
+
+// ---------------------------------------------------------------------------------------
 // Queue stores
 // ---------------------------------------------------------------------------------------
 
@@ -455,6 +674,12 @@ pub trait QueueStore {
     fn server_args(&self) -> Vec<String>;
     /// How many job rows the store holds now.
     fn rows(&self) -> Result<u64, String>;
+}
+
+/// An external store that a test can take down and bring back (same address).
+pub trait Outage: QueueStore {
+    fn go_down(&mut self);
+    fn come_back(&mut self);
 }
 
 /// Runs a small Python program (python3 is a test dependency already; its sqlite3
@@ -534,6 +759,17 @@ impl SqliteFile {
     }
 }
 
+impl Drop for SqliteFile {
+    /// Removes the file's temp dir, unless the test failed (then it is kept).
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("---- queue file kept: {} ----", self.path.display());
+        } else if let Some(dir) = self.path.parent() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
 impl QueueStore for SqliteFile {
     fn name(&self) -> &'static str {
         "sqlite"
@@ -575,15 +811,15 @@ fn as_postgres(program: &Path, args: &[&str]) -> Command {
         .output()
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false);
-    if is_root {
+    let mut cmd = if is_root {
         let mut cmd = Command::new("runuser");
-        cmd.args(["-u", "postgres", "--"]).arg(program).args(args);
+        cmd.args(["-u", "postgres", "--"]).arg(program);
         cmd
     } else {
-        let mut cmd = Command::new(program);
-        cmd.args(args);
-        cmd
-    }
+        Command::new(program)
+    };
+    cmd.args(args);
+    cmd
 }
 
 fn run_ok(cmd: Command, what: &str) -> Result<String, String> {
@@ -608,56 +844,62 @@ impl PostgresInstance {
             "{PG_BIN}/initdb is missing: install postgresql-15"
         );
         let dir = unique_temp_dir("postgres");
-        let data = dir.join("data");
-        let _ = run_ok(
-            {
-                let mut c = Command::new("chown");
-                c.args(["postgres:postgres"]).arg(&dir);
-                c
-            },
-            "chown",
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:postgres").arg(&dir);
+        let _ = run_ok(chown, "chown");
+        let mut pg = PostgresInstance {
+            bin,
+            dir,
+            port: 0,
+            table: "queue".to_owned(),
+        };
+        let data = pg.data();
+        let initdb = as_postgres(
+            &pg.bin.join("initdb"),
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
-        let data_s = data.to_string_lossy().into_owned();
-        run_ok(
-            as_postgres(
-                &bin.join("initdb"),
-                &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
-            ),
-            "initdb",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
+        run_ok(initdb, "initdb").unwrap_or_else(|e| panic!("{e}"));
         let mut failures = Vec::new();
         for _ in 0..4 {
-            let port = free_port();
-            let opts = format!(
-                "-p {port} -k {} -c listen_addresses={HOST} -c fsync=off",
-                dir.display()
-            );
-            let log = dir.join("postgres.log").to_string_lossy().into_owned();
-            let start = as_postgres(
-                &bin.join("pg_ctl"),
-                &[
-                    "-D", &data_s, "-l", &log, "-o", &opts, "-w", "-t", "60", "start",
-                ],
-            );
-            match run_ok(start, "pg_ctl start") {
-                Ok(_) => {
-                    return PostgresInstance {
-                        bin,
-                        dir,
-                        port,
-                        table: "queue".to_owned(),
-                    }
-                }
-                Err(e) => failures.push(format!("{e}\n{}", crate::read_file(Path::new(&log)))),
+            pg.port = free_port();
+            match pg.pg_ctl_start() {
+                Ok(()) => return pg,
+                Err(e) => failures.push(e),
             }
         }
         panic!("postgres did not start:\n{}", failures.join("\n"));
     }
 
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses={HOST} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log");
+        let log_s = log.to_string_lossy().into_owned();
+        let data = self.data();
+        let args = [
+            "-D", &data, "-l", &log_s, "-o", &opts, "-w", "-t", "60", "start",
+        ];
+        run_ok(as_postgres(&self.bin.join("pg_ctl"), &args), "pg_ctl start")
+            .map(drop)
+            .map_err(|e| format!("{e}\n{}", crate::read_file(&log)))
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> Result<(), String> {
+        let data = self.data();
+        let args = ["-D", &data, "-m", mode, "-w", "-t", "60", "stop"];
+        run_ok(as_postgres(&self.bin.join("pg_ctl"), &args), "pg_ctl stop").map(drop)
+    }
+
     pub fn conninfo(&self) -> String {
         format!(
-            "host={HOST} port={} user=postgres dbname=postgres",
+            "host={HOST} port={} user=postgres dbname=postgres connect_timeout=2",
             self.port
         )
     }
@@ -688,74 +930,100 @@ impl QueueStore for PostgresInstance {
     }
 }
 
+impl Outage for PostgresInstance {
+    fn go_down(&mut self) {
+        self.pg_ctl_stop("fast").unwrap_or_else(|e| panic!("{e}"));
+    }
+    fn come_back(&mut self) {
+        self.pg_ctl_start().unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
 impl Drop for PostgresInstance {
     fn drop(&mut self) {
-        let data = self.dir.join("data").to_string_lossy().into_owned();
-        let stop = as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", &data, "-m", "immediate", "-w", "stop"],
-        );
-        let _ = run_ok(stop, "pg_ctl stop");
+        let _ = self.pg_ctl_stop("immediate");
         if !thread::panicking() {
             let _ = fs::remove_dir_all(&self.dir);
         }
     }
 }
 
-/// A private redis-server on a free loopback port, no persistence of its own (only
-/// gearboxd is crashed in these tests, never redis). Killed on drop.
+/// A private redis-server on a free loopback port, its data in a temp dir. Its
+/// append-only file is synced on every write, so a restart (see [`Outage`]) keeps
+/// what gearboxd committed. Killed on drop.
 pub struct RedisInstance {
-    _process: crate::BackgroundProcess,
+    process: Option<crate::BackgroundProcess>,
+    dir: PathBuf,
     port: u16,
     pub prefix: String,
 }
 
 impl RedisInstance {
     pub fn start() -> RedisInstance {
-        let dir = unique_temp_dir("redis");
-        let dir_s = dir.to_string_lossy().into_owned();
+        let mut redis = RedisInstance {
+            process: None,
+            dir: unique_temp_dir("redis"),
+            port: 0,
+            prefix: "gbtest".to_owned(),
+        };
         let mut failures = Vec::new();
         for _ in 0..4 {
-            let port = free_port();
-            let port_s = port.to_string();
-            let mut process = crate::BackgroundProcess::spawn(
-                "redis-server",
-                "redis-server",
-                &[
-                    "--port",
-                    &port_s,
-                    "--bind",
-                    HOST,
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    &dir_s,
-                ],
-                &dir,
-            );
-            let ready = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < ready {
-                if let Ok(reply) = redis_command(port, &["PING"]) {
-                    if reply.starts_with(b"+PONG") {
-                        return RedisInstance {
-                            _process: process,
-                            port,
-                            prefix: "gbtest_".to_owned(),
-                        };
-                    }
-                }
-                thread::sleep(Duration::from_millis(50));
+            redis.port = free_port();
+            match redis.spawn() {
+                Ok(()) => return redis,
+                Err(e) => failures.push(e),
             }
-            failures.push(process.describe());
-            process.kill();
         }
         panic!("redis-server did not start:\n{}", failures.join("\n"));
     }
 
+    /// Starts redis-server on `self.port` and waits until it answers PING.
+    fn spawn(&mut self) -> Result<(), String> {
+        let (port, dir) = (
+            self.port.to_string(),
+            self.dir.to_string_lossy().into_owned(),
+        );
+        let args = [
+            "--port",
+            &port,
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &dir,
+        ];
+        let label = format!("redis-server-{port}");
+        let mut process = crate::BackgroundProcess::spawn(&label, "redis-server", &args, &self.dir);
+        let ready = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < ready {
+            if matches!(redis_command(self.port, &["PING"]), Ok(r) if r.starts_with(b"+PONG")) {
+                self.process = Some(process);
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        process.kill();
+        Err(process.describe())
+    }
+
     pub fn port(&self) -> u16 {
         self.port
+    }
+}
+
+impl Drop for RedisInstance {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -833,9 +1101,9 @@ impl QueueStore for RedisInstance {
             self.prefix.clone(),
         ]
     }
-    /// Keys under the prefix (gearmand keeps one hash per job there).
+    /// Keys `<prefix>-*`: gearmand's layout, one hash per job.
     fn rows(&self) -> Result<u64, String> {
-        let reply = redis_command(self.port, &["KEYS", &format!("{}*", self.prefix)])?;
+        let reply = redis_command(self.port, &["KEYS", &format!("{}-*", self.prefix)])?;
         let end = reply.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
         match reply.first() {
             Some(b'*') => String::from_utf8_lossy(&reply[1..end])
@@ -843,5 +1111,18 @@ impl QueueStore for RedisInstance {
                 .map_err(|_| "bad KEYS reply".to_owned()),
             _ => Err(format!("KEYS: {}", String::from_utf8_lossy(&reply))),
         }
+    }
+}
+
+impl Outage for RedisInstance {
+    /// SIGKILL: with `appendfsync always` nothing acknowledged is lost.
+    fn go_down(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+    fn come_back(&mut self) {
+        self.spawn()
+            .unwrap_or_else(|e| panic!("redis-server did not restart on port {}:\n{e}", self.port));
     }
 }

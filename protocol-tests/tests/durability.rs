@@ -5,58 +5,25 @@
 //! Every test speaks the raw protocol over loopback (see `protocol_tests::durable`).
 //! The crash tests print their figures; see them with
 //! `cargo test -p protocol-tests --test durability -- --nocapture`.
-//! The postgres and redis crash tests are `#[ignore]`d until those backends are
-//! wired into gearboxd; run them with `-- --ignored`.
+//! The postgres and redis tests (crash, outage) start private instances; they are
+//! `#[ignore]`d until those backends are wired into gearboxd: `-- --ignored`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use protocol_tests::diff::wire::encode_request;
 use protocol_tests::durable::{
-    created, drain_in_order, kill_server, now_epoch, priority_status, show_jobs_count, status,
-    status_total, submit_bg, terminate_server, Conn, PostgresInstance, Prio, QueueStore, Ran,
-    RedisInstance, SqliteFile, Workers, ERROR, JOB_CREATED, REPLY_TIMEOUT, SUBMIT_JOB,
+    created, drain_in_order, drain_until_empty, kill_server, load_and_crash, now_epoch,
+    priority_status, show_jobs_count, start, status, status_total, submit_bg, terminate_server,
+    text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, Outage, PostgresInstance,
+    Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, REPLY_TIMEOUT, SUBMIT_JOB,
     SUBMIT_JOB_EPOCH,
 };
-use protocol_tests::{wait_until, ServerKind, TestServer};
+use protocol_tests::{wait_until, ServerKind};
 
-/// How long a replayed queue may take to show up in `status`.
+/// How long jobs may take to run.
 const REPLAY: Duration = Duration::from_secs(60);
-
-fn start(kind: ServerKind, store: &dyn QueueStore) -> TestServer {
-    let args = store.server_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    TestServer::start_with_args(kind, &args)
-}
-
-fn wait_status_total(addr: &str, function: &str, total: u64) {
-    wait_until(
-        &format!("status to show {total} jobs of {function}"),
-        REPLAY,
-        || match status_total(addr, function) {
-            Ok(n) if n == total => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    );
-}
-
-fn wait_rows(store: &dyn QueueStore, rows: u64, timeout: Duration) {
-    wait_until(
-        &format!("the {} store to hold {rows} rows", store.name()),
-        timeout,
-        || match store.rows() {
-            Ok(n) if n == rows => Ok(()),
-            other => Err(format!("{other:?}")),
-        },
-    );
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 // ---------------------------------------------------------------------------------------
 // 1. Crash under load
@@ -83,108 +50,24 @@ fn crash_job(client: usize, n: usize) -> (String, Vec<u8>, Prio) {
     (payload, unique, Prio::ALL[(n / 3) % 3])
 }
 
-#[derive(Default)]
-struct ClientLog {
-    sent: usize,
-    acked: Vec<String>,
-    refused: Vec<String>,
-    /// Why the client stopped (the crash, normally).
-    end: String,
-}
-
-/// Submits pipelined batches until told to stop, its own cap, or the server dies.
-fn load_client(addr: &str, client: usize, acks: &AtomicUsize, stop: &AtomicBool) -> ClientLog {
-    let mut log = ClientLog::default();
-    let mut conn = match Conn::connect(addr) {
-        Ok(c) => c,
-        Err(e) => {
-            log.end = format!("connect: {e}");
-            return log;
-        }
-    };
-    let until = Instant::now() + LOAD_TIME;
-    'load: while !stop.load(Ordering::SeqCst) && Instant::now() < until && log.sent < ACK_TARGET {
-        let mut out = Vec::new();
-        let mut batch = Vec::new();
-        for n in log.sent..log.sent + BATCH {
-            let (payload, unique, prio) = crash_job(client, n);
-            let args = [
-                CRASH_FN.as_bytes().to_vec(),
-                unique,
-                payload.clone().into_bytes(),
-            ];
-            out.extend(encode_request(prio.bg_packet(), &args));
-            batch.push(payload);
-        }
-        log.sent += BATCH;
-        if let Err(e) = conn.send_raw(&out) {
-            log.end = format!("write: {e}");
-            break;
-        }
-        // Replies come back in request order, one per submit.
-        for payload in batch {
-            match conn.recv(REPLY_TIMEOUT) {
-                Ok(p) if p.ptype == JOB_CREATED => {
-                    log.acked.push(payload);
-                    acks.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok(p) if p.ptype == ERROR => log.refused.push(p.describe()),
-                Ok(p) => panic!("client {client}: unexpected reply {}", p.describe()),
-                Err(e) => {
-                    log.end = format!("read: {e}");
-                    break 'load;
-                }
-            }
-        }
-    }
-    if log.end.is_empty() {
-        log.end = "stopped".into();
-    }
-    log
-}
-
 /// Crash test over one store: clients submit background jobs; the server is killed
 /// (SIGKILL) mid-load; a restarted server must run every acknowledged job. With
 /// `workers_during_load`, workers also run jobs before the crash, so a job may run
 /// twice (completed, but its row deletion was not committed yet): reported, not
 /// asserted. Without them, nothing ran before the crash and duplicates must be 0.
 fn crash_test(store: &dyn QueueStore, workers_during_load: bool) {
-    let label = format!(
-        "{}{}",
-        store.name(),
-        if workers_during_load {
-            " with workers"
-        } else {
-            ""
-        }
-    );
+    let with = if workers_during_load {
+        " with workers"
+    } else {
+        ""
+    };
+    let label = format!("{}{with}", store.name());
     let mut server = start(ServerKind::Gearboxd, store);
-    let addr = server.addr();
     let early_workers =
-        workers_during_load.then(|| Workers::start(&addr, &[CRASH_FN], 2, LOAD_TIME));
-
-    let acks = Arc::new(AtomicUsize::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..CLIENTS)
-        .map(|c| {
-            let (addr, acks, stop) = (addr.clone(), acks.clone(), stop.clone());
-            thread::spawn(move || load_client(&addr, c, &acks, &stop))
-        })
-        .collect();
-    let deadline = Instant::now() + LOAD_TIME;
-    while acks.load(Ordering::SeqCst) < ACK_TARGET
-        && Instant::now() < deadline
-        && clients.iter().any(|c| !c.is_finished())
-    {
-        thread::sleep(Duration::from_millis(5));
-    }
-    let submitting = clients.iter().filter(|c| !c.is_finished()).count();
-    kill_server(&mut server);
-    stop.store(true, Ordering::SeqCst);
-    let logs: Vec<ClientLog> = clients
-        .into_iter()
-        .map(|c| c.join().expect("client"))
-        .collect();
+        workers_during_load.then(|| Workers::start(&server.addr(), &[CRASH_FN], 2, LOAD_TIME));
+    let load = (CLIENTS, BATCH, ACK_TARGET);
+    let CrashLoad { logs, submitting } =
+        load_and_crash(&mut server, CRASH_FN, crash_job, load, LOAD_TIME);
     let ran_before: Vec<Ran> = early_workers.map(Workers::finish).unwrap_or_default();
     let rows_at_crash = store.rows();
 
@@ -196,41 +79,19 @@ fn crash_test(store: &dyn QueueStore, workers_during_load: bool) {
             submitted.insert(payload, unique);
         }
     }
-    let acked: BTreeSet<&String> = logs.iter().flat_map(|l| &l.acked).collect();
+    let acked: BTreeSet<String> = logs.iter().flat_map(|l| l.acked.clone()).collect();
     let refused: Vec<&String> = logs.iter().flat_map(|l| &l.refused).collect();
     assert!(
         !acked.is_empty(),
-        "[{label}] nothing was acknowledged before the crash"
+        "[{label}] nothing acknowledged before the crash"
     );
 
     // Second life: drain until every acknowledged job ran, the server's queue is
     // empty and the store has deleted every row.
     let mut server = start(ServerKind::Gearboxd, store);
     let addr = server.addr();
-    let workers = Workers::start(&addr, &[CRASH_FN], 3, DRAIN_TIME);
-    let deadline = Instant::now() + DRAIN_TIME;
-    let mut last = String::new();
-    loop {
-        let ran: BTreeSet<String> = ran_before
-            .iter()
-            .chain(&workers.ran())
-            .map(|r| text(&r.data))
-            .collect();
-        let missing = acked.iter().filter(|p| !ran.contains(**p)).count();
-        let total = status_total(&addr, CRASH_FN);
-        let rows = store.rows();
-        if missing == 0 && total == Ok(0) && rows == Ok(0) {
-            break;
-        }
-        last = format!(
-            "{missing} acknowledged jobs not run yet, status total {total:?}, rows {rows:?}"
-        );
-        if Instant::now() >= deadline {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    let ran_after = workers.finish();
+    let (ran_after, last) =
+        drain_until_empty(&addr, store, CRASH_FN, (&acked, &ran_before), 3, DRAIN_TIME);
 
     let mut runs: BTreeMap<String, usize> = BTreeMap::new();
     for r in ran_before.iter().chain(&ran_after) {
@@ -247,9 +108,9 @@ fn crash_test(store: &dyn QueueStore, workers_during_load: bool) {
         assert_eq!(r.function, CRASH_FN.as_bytes());
     }
     let recovered: BTreeSet<String> = ran_after.iter().map(|r| text(&r.data)).collect();
-    let lost: Vec<&&String> = acked.iter().filter(|p| !runs.contains_key(**p)).collect();
+    let lost: Vec<&String> = acked.iter().filter(|p| !runs.contains_key(*p)).collect();
     let duplicated: usize = runs.values().map(|&n| n - 1).sum();
-    let unacked_recovered = recovered.iter().filter(|p| !acked.contains(p)).count();
+    let unacked_recovered = recovered.iter().filter(|p| !acked.contains(*p)).count();
     println!(
         "[crash {label}] submitted {}, acknowledged {}, refused {}, clients still submitting at the kill {submitting}/{CLIENTS}, \
          ran before the crash {}, rows after the crash {rows_at_crash:?}, recovered (ran after restart) {}, \
@@ -329,6 +190,116 @@ fn crash_redis() {
 #[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
 fn crash_redis_with_workers() {
     crash_test(&RedisInstance::start(), true);
+}
+
+// ---------------------------------------------------------------------------------------
+// 1b. External store down: QUEUE_ERROR, accepted jobs kept, reconnect
+// ---------------------------------------------------------------------------------------
+
+const OUTAGE_FN: &str = "durable_outage";
+
+/// The store goes away under a running gearboxd: new background submits get
+/// ERROR QUEUE_ERROR, jobs accepted before stay queued and admin still answers;
+/// once the store is back, submits are acknowledged again and every acknowledged
+/// job runs, no refused one does.
+fn outage_test(store: &mut dyn Outage) {
+    let server = start(ServerKind::Gearboxd, &*store);
+    let addr = server.addr();
+    let mut acked = vec!["before".to_owned()];
+    try_submit(&addr, OUTAGE_FN, "before", REPLY_TIMEOUT)
+        .ok()
+        .expect("reply")
+        .expect("accepted while the store is up");
+    store.go_down();
+
+    let (mut refused, mut pending) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        if !refused.is_empty() || Instant::now() >= deadline {
+            break;
+        }
+        let payload = format!("during-{i}");
+        match try_submit(&addr, OUTAGE_FN, &payload, Duration::from_secs(3)) {
+            Ok(Ok(())) => acked.push(payload),
+            Ok(Err(error)) => {
+                assert!(error.starts_with("QUEUE_ERROR\0"), "refused with {error:?}");
+                refused.push(payload);
+            }
+            Err(conn) => pending.push((payload, conn)),
+        }
+    }
+    assert!(
+        !refused.is_empty(),
+        "no QUEUE_ERROR within 60 s of the {} store going down",
+        store.name()
+    );
+    let total = status_total(&addr, OUTAGE_FN).expect("admin status during the outage");
+    assert!(
+        total >= acked.len() as u64,
+        "accepted jobs kept: status total {total}, acked {acked:?}"
+    );
+    println!(
+        "[outage {}] during the outage: {} acknowledged, {} refused, {} unanswered",
+        store.name(),
+        acked.len() - 1,
+        refused.len(),
+        pending.len()
+    );
+
+    store.come_back();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        assert!(
+            Instant::now() < deadline,
+            "no submit acknowledged within 60 s of the store coming back"
+        );
+        let payload = format!("after-{i}");
+        match try_submit(&addr, OUTAGE_FN, &payload, REPLY_TIMEOUT) {
+            Ok(Ok(())) => {
+                acked.push(payload);
+                break;
+            }
+            Ok(Err(_)) => refused.push(payload),
+            Err(_) => panic!("no reply to {payload} with the store back"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    for (payload, mut conn) in pending {
+        match created(&mut conn) {
+            Ok(_) => acked.push(payload),
+            Err(_) => refused.push(payload),
+        }
+    }
+
+    let workers = Workers::start(&addr, &[OUTAGE_FN], 1, REPLAY);
+    wait_until("the acknowledged jobs to run", REPLAY, || {
+        let ran: BTreeSet<String> = workers.ran().iter().map(|r| text(&r.data)).collect();
+        match (acked.iter().all(|p| ran.contains(p)), store.rows()) {
+            (true, Ok(0)) => Ok(()),
+            other => Err(format!("{other:?}, ran {ran:?}")),
+        }
+    });
+    let ran: Vec<String> = workers.finish().iter().map(|r| text(&r.data)).collect();
+    let mut want = acked.clone();
+    want.sort();
+    let mut got = ran.clone();
+    got.sort();
+    assert_eq!(
+        got, want,
+        "exactly the acknowledged jobs ran, once each (refused: {refused:?})"
+    );
+}
+
+#[test]
+#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
+fn outage_postgres() {
+    outage_test(&mut PostgresInstance::start());
+}
+
+#[test]
+#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
+fn outage_redis() {
+    outage_test(&mut RedisInstance::start());
 }
 
 // ---------------------------------------------------------------------------------------
