@@ -292,7 +292,13 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
         }
         drop_redundant_puts(&mut batch);
         loop {
+            let started = Instant::now();
             let result = backend.write(&batch);
+            tracing::trace!(
+                writes = batch.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "commit"
+            );
             shared.set_health(&describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             match result {
@@ -327,6 +333,9 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
 /// database's data pages. The Delete stays, so the table ends as it would
 /// have after both (it may also remove an older row with that key).
 fn drop_redundant_puts(batch: &mut Vec<Op>) {
+    if !batch.iter().any(|op| matches!(op, Op::Delete { .. })) {
+        return;
+    }
     let mut last_put: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
     let mut redundant = Vec::new();
     for (i, op) in batch.iter().enumerate() {

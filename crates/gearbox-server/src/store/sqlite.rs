@@ -84,7 +84,8 @@ impl Backend for Sqlite {
             Sync::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000;"
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; \
+             PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;"
         ))
         .map_err(|e| error("set journal mode", e))?;
         let table = self.table();
@@ -117,33 +118,51 @@ impl Backend for Sqlite {
         let table = self.table();
         let conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| error("begin", e))?;
-        {
-            let mut put = tx
-                .prepare_cached(&format!(
-                    "INSERT OR REPLACE INTO {table} \
-                     (unique_key, function_name, priority, data, when_to_run) VALUES (?,?,?,?,?)"
-                ))
-                .map_err(|e| error("prepare insert", e))?;
-            let mut delete = tx
-                .prepare_cached(&format!(
+        let mut rest = ops;
+        while let Some(first) = rest.first() {
+            let puts = rest
+                .iter()
+                .take_while(|op| matches!(op, Op::Put(_)))
+                .count();
+            if puts == 0 {
+                let Op::Delete { key, function } = first else {
+                    unreachable!("not a put")
+                };
+                tx.prepare_cached(&format!(
                     "DELETE FROM {table} WHERE unique_key=? AND function_name=?"
                 ))
-                .map_err(|e| error("prepare delete", e))?;
-            for op in ops {
-                match op {
-                    Op::Put(row) => put.execute(params![
-                        text(&row.key),
-                        text(&row.function),
-                        row.priority,
-                        row.data,
-                        row.when as i64,
-                    ]),
-                    Op::Delete { key, function } => {
-                        delete.execute(params![text(key), text(function)])
-                    }
-                }
-                .map_err(|e| error("write", e))?;
+                .and_then(|mut delete| delete.execute(params![text(key), text(function)]))
+                .map_err(|e| error("delete", e))?;
+                rest = &rest[1..];
+                continue;
             }
+            // Consecutive rows go in as multi-row INSERTs: one statement
+            // step for many rows is most of the cost of a large batch.
+            let take = if puts >= ROWS_PER_INSERT {
+                ROWS_PER_INSERT
+            } else {
+                1
+            };
+            let mut insert = tx
+                .prepare_cached(&insert_sql(&table, take))
+                .map_err(|e| error("prepare insert", e))?;
+            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(take * 5);
+            for op in &rest[..take] {
+                let Op::Put(row) = op else {
+                    unreachable!("counted puts")
+                };
+                values.extend([
+                    text(&row.key),
+                    text(&row.function),
+                    ToSqlOutput::from(i64::from(row.priority)),
+                    ToSqlOutput::Borrowed(ValueRef::Blob(&row.data)),
+                    ToSqlOutput::from(row.when as i64),
+                ]);
+            }
+            insert
+                .execute(rusqlite::params_from_iter(values))
+                .map_err(|e| error("insert", e))?;
+            rest = &rest[take..];
         }
         tx.commit().map_err(|e| error("commit", e))
     }
@@ -173,6 +192,17 @@ impl Backend for Sqlite {
             last,
         }))
     }
+}
+
+/// Rows per multi-row INSERT; 5 parameters each, well under SQLite's limit.
+const ROWS_PER_INSERT: usize = 64;
+
+fn insert_sql(table: &str, rows: usize) -> String {
+    let values = vec!["(?,?,?,?,?)"; rows].join(",");
+    format!(
+        "INSERT OR REPLACE INTO {table} \
+         (unique_key, function_name, priority, data, when_to_run) VALUES {values}"
+    )
 }
 
 fn quote_literal(value: &str) -> String {
