@@ -17,8 +17,8 @@ use protocol_tests::durable::{
     created, drain_in_order, drain_until_empty, kill_server, load_and_crash, now_epoch,
     priority_status, show_jobs_count, start, status, status_total, submit_bg, terminate_server,
     text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, Outage, PostgresInstance,
-    Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, REPLY_TIMEOUT, SUBMIT_JOB,
-    SUBMIT_JOB_EPOCH,
+    Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, ERROR, JOB_CREATED, REPLY_TIMEOUT,
+    SUBMIT_JOB, SUBMIT_JOB_EPOCH,
 };
 use protocol_tests::{wait_until, ServerKind};
 
@@ -257,7 +257,7 @@ fn outage_test(store: &mut dyn Outage) {
         "accepted jobs kept: status total {total}, acked {acked:?}"
     );
     println!(
-        "[outage {}] during the outage: {} acknowledged, {} refused, {} unanswered",
+        "[outage {}] during the outage: {} acknowledged, {} refused, {} held (no reply yet)",
         store.name(),
         acked.len() - 1,
         refused.len(),
@@ -282,12 +282,20 @@ fn outage_test(store: &mut dyn Outage) {
         }
         thread::sleep(Duration::from_millis(200));
     }
+    let held = pending.len();
     for (payload, mut conn) in pending {
-        match created(&mut conn) {
-            Ok(_) => acked.push(payload),
-            Err(_) => refused.push(payload),
+        match conn.recv(REPLY_TIMEOUT) {
+            Ok(p) if p.ptype == JOB_CREATED => acked.push(payload),
+            Ok(p) if p.ptype == ERROR => refused.push(payload),
+            other => panic!("{payload}: held submit never answered properly: {other:?}"),
         }
     }
+    println!(
+        "[outage {}] in all: {} acknowledged, {} refused ({held} held until the store came back)",
+        store.name(),
+        acked.len(),
+        refused.len()
+    );
 
     let workers = Workers::start(&addr, &[OUTAGE_FN], 1, REPLAY);
     wait_until("the acknowledged jobs to run", REPLAY, || {
