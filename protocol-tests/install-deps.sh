@@ -39,6 +39,11 @@ fi
 if ! command -v rev >/dev/null 2>&1; then
     apt-get install -y --no-install-recommends bsdextrautils
 fi
+# PostgreSQL and Redis servers for crates/gearbox-server/tests/store_backends.rs. The
+# tests start private instances of their own on free loopback ports (as root, postgres
+# runs as the `postgres` user the package creates) and never use a system service the
+# packages may start.
+apt-get install -y --no-install-recommends postgresql redis-server
 
 # gear and pygearman for whatever `python3` is first on PATH (the tests run `python3`).
 # pygearman (a Python 3 fork of python-gearman) installs the module `gearman`.
@@ -75,6 +80,8 @@ perl -MGearman::Client -MGearman::Worker -MGearman::Taskset -e 1 || { echo "perl
 python3 -c 'import gear' || { echo "python gear missing" >&2; missing=1; }
 python3 -c 'import gearman; gearman.GearmanClient, gearman.GearmanWorker' || { echo "python pygearman missing" >&2; missing=1; }
 (cd "${HERE}/clients/node" && node -e 'require("gearman")') || { echo "npm gearman missing in clients/node" >&2; missing=1; }
+command -v redis-server >/dev/null 2>&1 || { echo "missing command: redis-server" >&2; missing=1; }
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || { echo "missing: PostgreSQL server (initdb)" >&2; missing=1; }
 if [ "$missing" -ne 0 ]; then
     exit 1
 fi

@@ -1,1 +1,823 @@
-//! PostgreSQL backend (`-q postgres`): placeholder until it lands.
+//! PostgreSQL store (`-q postgres --libpq-conninfo INFO --libpq-table NAME`),
+//! in gearmand's table layout, so a queue moves between gearmand and gearboxd:
+//!
+//! ```sql
+//! CREATE TABLE queue (unique_key VARCHAR(64), function_name VARCHAR(255),
+//!   priority INTEGER, data BYTEA, when_to_run INTEGER,
+//!   gearbox_seq BIGSERIAL,                     -- gearbox only, see below
+//!   UNIQUE (unique_key, function_name))
+//! ```
+//!
+//! The table is created if it is missing. gearmand names its columns in every
+//! statement it sends, so it reads and writes a table with the extra
+//! `gearbox_seq` column as it would its own; the column's default numbers
+//! every row, gearmand's too, in the order it was written. PostgreSQL keeps no
+//! insertion order otherwise (a row lands wherever a page has room), so replay
+//! orders by `gearbox_seq` when the table has it, which keeps FIFO order
+//! within a priority across a restart. A table gearmand created is used as it
+//! is, never altered (except to add a missing `when_to_run`, as the SQLite
+//! store does); replay then reads it in physical (`ctid`) order, the order
+//! gearmand itself would read it in, which after deletes is not FIFO.
+//!
+//! **Writes.** A batch becomes one transaction of at most a few statements: a
+//! row's last write in the batch decides its fate, so every row whose last
+//! write is a delete goes in one `DELETE ... unnest($1, $2)` and every other
+//! in `INSERT ... SELECT FROM unnest(...) ON CONFLICT (unique_key,
+//! function_name) DO UPDATE`, an upsert that, like SQLite's `INSERT OR
+//! REPLACE`, also gives a replaced row a new place at the end of the order.
+//!
+//! **Text columns.** gearmand binds uniques and function names as text, so do
+//! we, and PostgreSQL text must be valid UTF-8 without NUL bytes and fit the
+//! column (`VARCHAR(64)`, `VARCHAR(255)`, or whatever the table says), and
+//! `when_to_run` must fit an `INTEGER` (until 2038). A row that breaks one of
+//! these can never be stored, and [`Backend::write`] errors are retried
+//! forever, so such a row is left out of the batch with an error in the log:
+//! its job still runs, but is not kept across a restart. [`check_row`] tells
+//! such rows apart, for a caller that would rather refuse them up front, as
+//! gearmand does (its INSERT fails and the submit gets QUEUE_ERROR).
+//!
+//! **Timeouts.** The TCP connect gives up after 2 s unless the conninfo sets
+//! `connect_timeout`, and connecting as a whole (with the startup exchange
+//! and the table checks, which that timeout does not cover) 3 s later;
+//! `ping` gives up after 2 s; statements are cancelled by the server after
+//! 15 s (`statement_timeout`); TCP keepalives and `TCP_USER_TIMEOUT` notice a
+//! peer that went away. A connection that failed is closed on a thread of its
+//! own, as the `postgres` crate waits for the server to end the session. One
+//! case is not bounded: a write to a server that still holds the connection
+//! open but stopped answering (SIGSTOP, a paused VM) waits until it answers
+//! again, as the sync `postgres` crate has no client-side timeout for
+//! statements; an idle writer notices such a server through `ping`.
+//!
+//! **conninfo** is libpq's (`key=value ...` or a `postgresql://` URL), read by
+//! the `postgres` crate; what it leaves out is taken from `PGHOST`, `PGPORT`,
+//! `PGUSER`, `PGPASSWORD` and `PGDATABASE`, else from libpq's defaults (the
+//! socket in `/var/run/postgresql`, port 5432, the login user). TLS is not
+//! supported: `sslmode=require` fails to connect.
+
+use super::backend::{Backend, Op, ReplaySource, Row};
+use super::StoreError;
+use postgres::config::Host;
+use postgres::{Client, Config, NoTls, Statement};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// gearmand's default table name.
+pub const DEFAULT_TABLE: &str = "queue";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+/// For the writer's statements; a batch of 20,000 rows takes well under 1 s.
+const STATEMENT_TIMEOUT: &str = "15s";
+/// For replay: the first FETCH sorts the whole table.
+const REPLAY_STATEMENT_TIMEOUT: &str = "5min";
+const REPLAY_CHUNK: usize = 10_000;
+/// Rows (and bytes of data) per INSERT statement, to keep each message well
+/// under PostgreSQL's 1 GiB limit.
+const PUT_ROWS: usize = 10_000;
+const PUT_BYTES: usize = 64 << 20;
+/// Keys per DELETE statement.
+const DELETE_ROWS: usize = 50_000;
+
+/// The column gearbox adds to tables it creates, numbering rows in write order.
+const SEQ_COLUMN: &str = "gearbox_seq";
+
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// libpq's connection string, as gearmand's `--libpq-conninfo`.
+    pub conninfo: String,
+    /// gearmand's `--libpq-table`: a plain name is folded to lower case, as
+    /// PostgreSQL does with the unquoted name gearmand sends; `schema.table`
+    /// is allowed. Any other name is taken as it is, quoted.
+    pub table: String,
+}
+
+pub struct Postgres {
+    config: PostgresConfig,
+    table: String,
+    session: Option<Session>,
+}
+
+/// The writer's connection and what it learned about the table.
+struct Session {
+    client: Client,
+    upsert: Statement,
+    delete: Statement,
+    layout: Layout,
+}
+
+/// What the table can hold, read from the catalog at connect.
+#[derive(Debug, Clone)]
+struct Layout {
+    /// Longest `unique_key`, in characters; `None`: no limit.
+    key_chars: Option<usize>,
+    function_chars: Option<usize>,
+    /// Largest `when_to_run`.
+    when_max: i64,
+    /// The table has `gearbox_seq`.
+    seq: bool,
+}
+
+impl Postgres {
+    pub fn new(config: PostgresConfig) -> Postgres {
+        let table = table_identifier(&config.table);
+        Postgres {
+            config,
+            table,
+            session: None,
+        }
+    }
+
+    fn client_config(&self) -> Result<Config, StoreError> {
+        client_config(&self.config.conninfo)
+    }
+
+    /// Drops the writer's connection, without waiting for the server.
+    fn disconnect(&mut self) {
+        if let Some(session) = self.session.take() {
+            discard(session.client);
+        }
+    }
+}
+
+/// Helper threads (see [`discard`] and [`with_deadline`]) running now; they
+/// only outlive their use while a server hangs.
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+const MAX_HELPERS: usize = 64;
+
+/// Runs `f` on a helper thread, counted in [`HELPERS`].
+fn spawn_helper(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    if HELPERS.fetch_add(1, Ordering::SeqCst) >= MAX_HELPERS {
+        HELPERS.fetch_sub(1, Ordering::SeqCst);
+        return Err(format!("{MAX_HELPERS} earlier connections are still stuck"));
+    }
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            f();
+            HELPERS.fetch_sub(1, Ordering::SeqCst);
+        })
+        .map(|_| ())
+        .map_err(|e| {
+            HELPERS.fetch_sub(1, Ordering::SeqCst);
+            e.to_string()
+        })
+}
+
+/// Closes a connection that failed, on a helper thread: `postgres::Client`
+/// waits on drop until the server ends the session, which a server that hangs
+/// never does, and the writer must go on meanwhile (to report the outage, and
+/// to reconnect). Should too many be stuck, the connection is leaked instead.
+fn discard(client: Client) {
+    // Shared, so that a helper that cannot start (and drops its closure)
+    // does not drop the connection here.
+    let client = std::sync::Arc::new(std::sync::Mutex::new(Some(client)));
+    let theirs = client.clone();
+    let spawned = spawn_helper("gearbox-pg-close", move || {
+        let taken = theirs.lock().map(|mut c| c.take()).unwrap_or(None);
+        drop(taken);
+    });
+    if let Err(why) = spawned {
+        tracing::warn!("postgres: leaking a failed connection: {why}");
+        if let Some(client) = client.lock().ok().and_then(|mut c| c.take()) {
+            std::mem::forget(client);
+        }
+    }
+}
+
+/// How long connecting may take in all: the connect timeout covers only the
+/// TCP connect, not the startup exchange nor our setup.
+fn deadline(config: &Config) -> Duration {
+    config
+        .get_connect_timeout()
+        .copied()
+        .unwrap_or(CONNECT_TIMEOUT)
+        + Duration::from_secs(3)
+}
+
+/// Runs `f` on a helper thread and waits for it at most `deadline`, so that
+/// a server that accepts connections but does not answer cannot hold the
+/// caller. Past the deadline `f` goes on alone, and what it returns is
+/// dropped there.
+fn with_deadline<T: Send + 'static>(
+    what: &str,
+    deadline: Duration,
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (send, receive) = std::sync::mpsc::sync_channel(1);
+    spawn_helper("gearbox-pg-connect", move || {
+        let _ = send.send(f());
+    })
+    .map_err(|why| error(what, why))?;
+    match receive.recv_timeout(deadline) {
+        Ok(result) => result,
+        Err(_) => Err(error(
+            what,
+            format!("no answer within {} s", deadline.as_secs_f32()),
+        )),
+    }
+}
+
+fn error(context: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("postgres: {context}: {e}"))
+}
+
+/// An error with the server's detail when there is one: `postgres::Error`'s
+/// own text is only "db error".
+fn db_error(context: &str, e: postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => error(context, db),
+        None => error(context, e),
+    }
+}
+
+/// The table name as SQL. gearmand pastes `--libpq-table` into its SQL
+/// unquoted, so PostgreSQL folds a plain name to lower case; we fold it the
+/// same way and quote the result, so that a name that happens to be a keyword
+/// works too and nothing else can be injected.
+fn table_identifier(name: &str) -> String {
+    let plain = |part: &str| {
+        let mut chars = part.chars();
+        matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+    };
+    let parts: Vec<&str> = name.split('.').collect();
+    if parts.len() <= 2 && parts.iter().all(|p| plain(p)) {
+        parts
+            .iter()
+            .map(|p| quote_identifier(&p.to_ascii_lowercase()))
+            .collect::<Vec<_>>()
+            .join(".")
+    } else {
+        quote_identifier(name)
+    }
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The conninfo with libpq's environment variables and defaults for what it
+/// leaves out, and our timeouts unless it sets its own.
+fn client_config(conninfo: &str) -> Result<Config, StoreError> {
+    let mut config = Config::from_str(conninfo).map_err(|e| error("bad conninfo", e))?;
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if config.get_hosts().is_empty() {
+        match env("PGHOST") {
+            Some(hosts) => {
+                for host in hosts.split(',') {
+                    config.host(host);
+                }
+            }
+            None => {
+                config.host("/var/run/postgresql");
+            }
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
+            config.port(port);
+        }
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(|| env("USER"))
+            .or_else(|| env("LOGNAME"))
+            .or_else(login_name)
+            .ok_or_else(|| StoreError("postgres: no user in conninfo, PGUSER or USER".into()))?;
+        config.user(&user);
+    }
+    if config.get_password().is_none() {
+        if let Some(password) = env("PGPASSWORD") {
+            config.password(password);
+        }
+    }
+    if config.get_dbname().is_none() {
+        if let Some(dbname) = env("PGDATABASE") {
+            config.dbname(&dbname);
+        }
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("gearboxd");
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(10));
+    }
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(2))
+        .keepalives_retries(3);
+    Ok(config)
+}
+
+/// The name of the user this process runs as, as libpq would default to.
+fn login_name() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the
+    // name is copied out at once.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_owned)
+    }
+}
+
+/// Where the server is, without the password, for logs.
+fn describe_config(config: &Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let mut out = format!("host={}", hosts.join(","));
+    if !config.get_ports().is_empty() {
+        let ports: Vec<String> = config.get_ports().iter().map(u16::to_string).collect();
+        out += &format!(" port={}", ports.join(","));
+    }
+    if let Some(user) = config.get_user() {
+        out += &format!(" user={user}");
+    }
+    if let Some(dbname) = config.get_dbname() {
+        out += &format!(" dbname={dbname}");
+    }
+    out
+}
+
+impl Layout {
+    /// Why `row`'s key and function cannot be stored, if they cannot.
+    fn check_text<'a>(
+        &self,
+        key: &'a [u8],
+        function: &'a [u8],
+    ) -> Result<(&'a str, &'a str), String> {
+        let text = |what: &str, bytes: &'a [u8], max: Option<usize>| {
+            let text =
+                std::str::from_utf8(bytes).map_err(|_| format!("{what} is not valid UTF-8"))?;
+            if text.contains('\0') {
+                return Err(format!("{what} contains a NUL byte"));
+            }
+            if let Some(max) = max {
+                if text.len() > max && text.chars().count() > max {
+                    return Err(format!("{what} is longer than {max} characters"));
+                }
+            }
+            Ok(text)
+        };
+        Ok((
+            text("unique", key, self.key_chars)?,
+            text("function name", function, self.function_chars)?,
+        ))
+    }
+
+    fn check_when(&self, when: u64) -> Result<i64, String> {
+        i64::try_from(when)
+            .ok()
+            .filter(|w| *w <= self.when_max)
+            .ok_or_else(|| format!("when_to_run {when} does not fit the column"))
+    }
+}
+
+/// Whether PostgreSQL can keep `row` in a table of gearmand's layout: the
+/// unique and function name valid UTF-8 without NUL bytes, at most 64 and
+/// 255 characters, and `when` at most `i32::MAX`. [`Postgres`] leaves other
+/// rows out of its writes (see the module documentation).
+pub fn check_row(row: &Row) -> Result<(), StoreError> {
+    let layout = Layout {
+        key_chars: Some(64),
+        function_chars: Some(255),
+        when_max: i32::MAX.into(),
+        seq: true,
+    };
+    layout
+        .check_text(&row.key, &row.function)
+        .and_then(|_| layout.check_when(row.when))
+        .map(|_| ())
+        .map_err(|why| StoreError(format!("postgres cannot store this job: {why}")))
+}
+
+/// A batch reduced to its effect: the rows to delete and the rows to upsert,
+/// each (key, function) once, upserts in the order of their last write.
+struct Reduced<'a> {
+    delete_keys: Vec<&'a str>,
+    delete_functions: Vec<&'a str>,
+    puts: Vec<(&'a str, &'a str, &'a Row, i64)>,
+}
+
+fn reduce<'a>(ops: &'a [Op], layout: &Layout) -> Reduced<'a> {
+    let ident = |op: &'a Op| match op {
+        Op::Put(row) => (row.key.as_slice(), row.function.as_slice()),
+        Op::Delete { key, function } => (key.as_slice(), function.as_slice()),
+    };
+    let mut last: HashMap<(&[u8], &[u8]), usize> = HashMap::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(ident(op), i);
+    }
+    let mut reduced = Reduced {
+        delete_keys: Vec::new(),
+        delete_functions: Vec::new(),
+        puts: Vec::new(),
+    };
+    for (i, op) in ops.iter().enumerate() {
+        let (key, function) = ident(op);
+        if last.get(&(key, function)) != Some(&i) {
+            continue;
+        }
+        match (op, layout.check_text(key, function)) {
+            (Op::Delete { .. }, Ok((key, function))) => {
+                reduced.delete_keys.push(key);
+                reduced.delete_functions.push(function);
+            }
+            // A row that cannot be stored was never stored.
+            (Op::Delete { .. }, Err(_)) => {}
+            (Op::Put(row), Ok((key, function))) => match layout.check_when(row.when) {
+                Ok(when) => reduced.puts.push((key, function, row, when)),
+                Err(why) => skip(row, &why),
+            },
+            (Op::Put(row), Err(why)) => skip(row, &why),
+        }
+    }
+    reduced
+}
+
+fn skip(row: &Row, why: &str) {
+    tracing::error!(
+        function = %String::from_utf8_lossy(&row.function),
+        unique = %String::from_utf8_lossy(&row.key),
+        "postgres cannot store this job ({why}); it runs, but is not kept across a restart"
+    );
+}
+
+impl Backend for Postgres {
+    fn describe(&self) -> String {
+        match self.client_config() {
+            Ok(config) => format!("postgres {} table {}", describe_config(&config), self.table),
+            Err(_) => format!("postgres table {}", self.table),
+        }
+    }
+
+    fn connect(&mut self) -> Result<(), StoreError> {
+        self.disconnect();
+        let config = self.client_config()?;
+        let table = self.table.clone();
+        let session = with_deadline("connect", deadline(&config), move || {
+            open_session(&config, &table)
+        })?;
+        self.session = Some(session);
+        Ok(())
+    }
+
+    fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| StoreError("postgres: not connected".into()))?;
+        let reduced = reduce(ops, &session.layout);
+        let result = apply(session, &reduced);
+        if result.is_err() {
+            // The next call must not reuse a connection in an unknown state.
+            self.disconnect();
+        }
+        result
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| StoreError("postgres: not connected".into()))?;
+        // `is_valid` is an empty query (the same round trip as SELECT 1)
+        // with a client-side timeout, so a server that stopped answering is
+        // noticed too.
+        let result = session
+            .client
+            .is_valid(PING_TIMEOUT)
+            .map_err(|e| db_error("ping", e));
+        if result.is_err() {
+            self.disconnect();
+        }
+        result
+    }
+
+    fn open_replay(&mut self) -> Result<Box<dyn ReplaySource>, StoreError> {
+        let seq = match &self.session {
+            Some(session) => session.layout.seq,
+            None => return Err(StoreError("postgres: not connected".into())),
+        };
+        let config = self.client_config()?;
+        let order = if seq { SEQ_COLUMN } else { "ctid" };
+        // The snapshot is taken by DECLARE, so rows written from now on (by
+        // this process or any other) are not part of the replay.
+        let open = format!(
+            "SET statement_timeout = '{REPLAY_STATEMENT_TIMEOUT}'; \
+             SET idle_in_transaction_session_timeout = 0; \
+             BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             DECLARE gearbox_replay NO SCROLL CURSOR FOR \
+             SELECT unique_key::text, function_name::text, priority::int8, data, \
+             when_to_run::int8 FROM {} ORDER BY {order}",
+            self.table
+        );
+        let client = with_deadline("open replay", deadline(&config), move || {
+            let mut client = config
+                .connect(NoTls)
+                .map_err(|e| db_error("connect reader", e))?;
+            client
+                .batch_execute(&open)
+                .map_err(|e| db_error("open replay", e))?;
+            Ok(client)
+        })?;
+        Ok(Box::new(PostgresReplay {
+            client: Some(client),
+        }))
+    }
+}
+
+/// Connects and readies the table and the statements.
+fn open_session(config: &Config, table: &str) -> Result<Session, StoreError> {
+    let mut client = config.connect(NoTls).map_err(|e| db_error("connect", e))?;
+    client
+        .batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
+        .map_err(|e| db_error("set statement_timeout", e))?;
+    // gearmand's own statement (it creates the table only if it finds no
+    // table of that name), plus the sequence column.
+    client
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS {table} (unique_key VARCHAR(64), \
+             function_name VARCHAR(255), priority INTEGER, data BYTEA, when_to_run INTEGER, \
+             {SEQ_COLUMN} BIGSERIAL, UNIQUE (unique_key, function_name))"
+        ))
+        .map_err(|e| db_error(&format!("create table {table}"), e))?;
+    let layout = inspect(&mut client, table)?;
+    let seq_update = if layout.seq {
+        format!(", {SEQ_COLUMN} = EXCLUDED.{SEQ_COLUMN}")
+    } else {
+        String::new()
+    };
+    let upsert = client
+        .prepare(&format!(
+            "INSERT INTO {table} (unique_key, function_name, priority, data, when_to_run) \
+             SELECT k, f, p, d, w FROM unnest($1::text[], $2::text[], $3::int4[], \
+             $4::bytea[], $5::int8[]) WITH ORDINALITY AS r(k, f, p, d, w, n) ORDER BY n \
+             ON CONFLICT (unique_key, function_name) DO UPDATE SET \
+             priority = EXCLUDED.priority, data = EXCLUDED.data, \
+             when_to_run = EXCLUDED.when_to_run{seq_update}"
+        ))
+        .map_err(|e| db_error("prepare insert", e))?;
+    let delete = client
+        .prepare(&format!(
+            "DELETE FROM {table} AS q USING unnest($1::text[], $2::text[]) AS r(k, f) \
+             WHERE q.unique_key = r.k AND q.function_name = r.f"
+        ))
+        .map_err(|e| db_error("prepare delete", e))?;
+    // An upsert of no rows still plans the statement, so a table without
+    // the UNIQUE constraint gearmand's layout has fails here, at start,
+    // rather than at every write.
+    let no_text: Vec<&str> = Vec::new();
+    let no_data: Vec<&[u8]> = Vec::new();
+    let (no_int, no_when): (Vec<i32>, Vec<i64>) = (Vec::new(), Vec::new());
+    client
+        .execute(&upsert, &[&no_text, &no_text, &no_int, &no_data, &no_when])
+        .map_err(|e| {
+            db_error(
+                &format!("check {table} (it needs UNIQUE (unique_key, function_name))"),
+                e,
+            )
+        })?;
+    Ok(Session {
+        client,
+        upsert,
+        delete,
+        layout,
+    })
+}
+
+/// Applies a reduced batch in one transaction.
+fn apply(session: &mut Session, reduced: &Reduced<'_>) -> Result<(), StoreError> {
+    if reduced.delete_keys.is_empty() && reduced.puts.is_empty() {
+        return Ok(());
+    }
+    let Session {
+        client,
+        upsert,
+        delete,
+        ..
+    } = session;
+    let mut tx = client.transaction().map_err(|e| db_error("begin", e))?;
+    for (keys, functions) in reduced
+        .delete_keys
+        .chunks(DELETE_ROWS)
+        .zip(reduced.delete_functions.chunks(DELETE_ROWS))
+    {
+        tx.execute(&*delete, &[&keys, &functions])
+            .map_err(|e| db_error("delete", e))?;
+    }
+    let mut rest = &reduced.puts[..];
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len()
+            && n < PUT_ROWS
+            && (n == 0 || bytes + rest[n].2.data.len() <= PUT_BYTES)
+        {
+            bytes += rest[n].2.data.len();
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let keys: Vec<&str> = chunk.iter().map(|p| p.0).collect();
+        let functions: Vec<&str> = chunk.iter().map(|p| p.1).collect();
+        let priorities: Vec<i32> = chunk.iter().map(|p| i32::from(p.2.priority)).collect();
+        let data: Vec<&[u8]> = chunk.iter().map(|p| p.2.data.as_slice()).collect();
+        let whens: Vec<i64> = chunk.iter().map(|p| p.3).collect();
+        tx.execute(&*upsert, &[&keys, &functions, &priorities, &data, &whens])
+            .map_err(|e| db_error("insert", e))?;
+    }
+    tx.commit().map_err(|e| db_error("commit", e))
+}
+
+/// Reads the table's columns from the catalog.
+fn inspect(client: &mut Client, table: &str) -> Result<Layout, StoreError> {
+    let columns = |client: &mut Client| {
+        client
+            .query(
+                "SELECT attname::text, atttypid::regtype::text, atttypmod FROM pg_attribute \
+                 WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
+                &[&table],
+            )
+            .map_err(|e| db_error(&format!("inspect {table}"), e))
+    };
+    let mut rows = columns(client)?;
+    let has = |rows: &[postgres::Row], name: &str| rows.iter().any(|r| r.get::<_, &str>(0) == name);
+    // Tables written by gearmand before when_to_run existed; the SQLite store
+    // adds the column in the same way.
+    if !has(&rows, "when_to_run") {
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE {table} ADD COLUMN when_to_run INTEGER"
+            ))
+            .map_err(|e| db_error("add when_to_run", e))?;
+        rows = columns(client)?;
+    }
+    for needed in ["unique_key", "function_name", "priority", "data"] {
+        if !has(&rows, needed) {
+            return Err(StoreError(format!(
+                "postgres: table {table} has no column {needed}; it is not a gearmand queue table"
+            )));
+        }
+    }
+    let mut layout = Layout {
+        key_chars: None,
+        function_chars: None,
+        when_max: i64::MAX,
+        seq: has(&rows, SEQ_COLUMN),
+    };
+    for row in &rows {
+        let name: &str = row.get(0);
+        let kind: &str = row.get(1);
+        let typmod: i32 = row.get(2);
+        // varchar(n) and char(n) keep n + 4 in atttypmod.
+        let chars = (kind.starts_with("character") && typmod >= 4).then(|| (typmod - 4) as usize);
+        match name {
+            "unique_key" => layout.key_chars = chars,
+            "function_name" => layout.function_chars = chars,
+            "when_to_run" => {
+                layout.when_max = match kind {
+                    "smallint" => i16::MAX.into(),
+                    "integer" => i32::MAX.into(),
+                    _ => i64::MAX,
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(layout)
+}
+
+/// Reads the table through a cursor in a REPEATABLE READ transaction of its
+/// own, a chunk per FETCH.
+struct PostgresReplay {
+    /// `None` once the end was reached.
+    client: Option<Client>,
+}
+
+impl Drop for PostgresReplay {
+    fn drop(&mut self) {
+        // Stopped early (an error, or the server shutting down).
+        if let Some(client) = self.client.take() {
+            discard(client);
+        }
+    }
+}
+
+impl ReplaySource for PostgresReplay {
+    fn next_chunk(&mut self) -> Result<Vec<Row>, StoreError> {
+        let Some(client) = self.client.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let rows = client
+            .query(&format!("FETCH {REPLAY_CHUNK} FROM gearbox_replay"), &[])
+            .map_err(|e| db_error("replay", e))?;
+        let mut chunk = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let read = || -> Result<Row, postgres::Error> {
+                let text = |i: usize| -> Result<Vec<u8>, postgres::Error> {
+                    Ok(row
+                        .try_get::<_, Option<String>>(i)?
+                        .map(String::into_bytes)
+                        .unwrap_or_default())
+                };
+                Ok(Row {
+                    key: text(0)?,
+                    function: text(1)?,
+                    priority: row.try_get::<_, Option<i64>>(2)?.unwrap_or(1).clamp(0, 2) as u8,
+                    data: row.try_get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+                    when: row.try_get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+                })
+            };
+            chunk.push(read().map_err(|e| db_error("replay", e))?);
+        }
+        if chunk.is_empty() {
+            // End of the table: close the snapshot and the connection.
+            if let Some(mut client) = self.client.take() {
+                let _ = client.batch_execute("COMMIT");
+            }
+        }
+        Ok(chunk)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_fold_like_gearmands_unquoted_names() {
+        assert_eq!(table_identifier("queue"), "\"queue\"");
+        assert_eq!(table_identifier("MyQueue"), "\"myqueue\"");
+        assert_eq!(table_identifier("jobs.Queue"), "\"jobs\".\"queue\"");
+        assert_eq!(table_identifier("odd name\""), "\"odd name\"\"\"");
+    }
+
+    fn row(key: &[u8], function: &[u8], when: u64) -> Row {
+        Row {
+            key: key.to_vec(),
+            function: function.to_vec(),
+            priority: 1,
+            data: vec![0, 255],
+            when,
+        }
+    }
+
+    #[test]
+    fn rows_postgres_cannot_hold_are_told_apart() {
+        assert!(check_row(&row(b"u", b"f", 0)).is_ok());
+        assert!(check_row(&row(&[b'k'; 64], "é".repeat(255).as_bytes(), 0)).is_ok());
+        assert!(check_row(&row(&[b'k'; 65], b"f", 0)).is_err());
+        assert!(check_row(&row(b"u", &[b'f'; 256], 0)).is_err());
+        assert!(check_row(&row(b"\xff", b"f", 0)).is_err());
+        assert!(check_row(&row(b"u", b"f\0", 0)).is_err());
+        assert!(check_row(&row(b"u", b"f", 1 << 31)).is_err());
+    }
+
+    #[test]
+    fn a_batch_reduces_to_each_rows_last_write() {
+        let layout = Layout {
+            key_chars: Some(64),
+            function_chars: Some(255),
+            when_max: i32::MAX.into(),
+            seq: true,
+        };
+        let put = |k: &str| Op::Put(row(k.as_bytes(), b"f", 0));
+        let delete = |k: &str| Op::Delete {
+            key: k.into(),
+            function: b"f".to_vec(),
+        };
+        let ops = vec![
+            put("a"),
+            put("b"),
+            delete("a"),
+            put("c"),
+            put("b"),
+            Op::Put(row(b"\xff", b"f", 0)),
+            delete("\u{0}"),
+            delete("d"),
+            delete("c"),
+            put("c"),
+        ];
+        let reduced = reduce(&ops, &layout);
+        assert_eq!(reduced.delete_keys, ["a", "d"]);
+        let puts: Vec<&str> = reduced.puts.iter().map(|p| p.0).collect();
+        assert_eq!(puts, ["b", "c"]);
+    }
+}
