@@ -1,6 +1,8 @@
 //! `-q` and the queue plugins' flags, named as gearmand names them.
 
 use clap::Args;
+use gearbox_server::store::postgres::{Postgres, PostgresConfig};
+use gearbox_server::store::redis::{Redis, RedisConfig};
 use gearbox_server::store::sqlite::{Sqlite, SqliteConfig, Sync};
 use gearbox_server::store::{Backend, Durable, InMemory, QueueStore};
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ pub struct QueueArgs {
     #[arg(long, value_name = "CONNINFO")]
     pub libpq_conninfo: Option<String>,
     /// Table in PostgreSQL.
-    #[arg(long, default_value = "queue")]
+    #[arg(long, default_value = gearbox_server::store::postgres::DEFAULT_TABLE)]
     pub libpq_table: String,
     /// Redis host (redis).
     #[arg(long, default_value = "127.0.0.1")]
@@ -44,7 +46,7 @@ pub struct QueueArgs {
     #[arg(long)]
     pub redis_password: Option<String>,
     /// Prefix of the Redis keys.
-    #[arg(long, default_value = "_gear_")]
+    #[arg(long, default_value = gearbox_server::store::redis::DEFAULT_PREFIX)]
     pub redis_prefix: String,
 }
 
@@ -95,16 +97,19 @@ impl QueueArgs {
                 table: self.libsqlite3_table.clone(),
                 sync: self.libsqlite3_sync,
             })),
-            "postgres" | "redis" => {
-                let _ = (
-                    &self.libpq_conninfo,
-                    &self.libpq_table,
-                    &self.redis_server,
-                    self.redis_port,
-                );
-                let _ = (&self.redis_password, &self.redis_prefix);
-                return Err(format!("-q {} is not wired in yet", self.queue_type));
-            }
+            "postgres" => Box::new(Postgres::new(PostgresConfig {
+                conninfo: self
+                    .libpq_conninfo
+                    .clone()
+                    .ok_or("-q postgres needs --libpq-conninfo")?,
+                table: self.libpq_table.clone(),
+            })),
+            "redis" => Box::new(Redis::new(RedisConfig {
+                host: self.redis_server.clone(),
+                port: self.redis_port,
+                password: self.redis_password.clone(),
+                prefix: self.redis_prefix.clone(),
+            })),
             other => return Err(format!("unknown queue type `{other}`")),
         };
         let describe = backend.describe();

@@ -33,6 +33,9 @@ pub enum Op {
     Delete { key: Vec<u8>, function: Vec<u8> },
 }
 
+/// See [`Backend::row_check`].
+pub type RowCheck = fn(&Row) -> Result<(), StoreError>;
+
 /// A database that holds the queue table.
 pub trait Backend: Send + 'static {
     /// What to call it in logs and errors, e.g. `sqlite /var/lib/q.db`.
@@ -49,6 +52,14 @@ pub trait Backend: Send + 'static {
     /// that an outage is noticed (and submits refused) before a write fails.
     fn ping(&mut self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// A test every row must pass to be written, made when the job is
+    /// submitted: a row the database could never take (say, a unique that is
+    /// not valid UTF-8 for a text column) is refused with QUEUE_ERROR at once,
+    /// since a write that fails for good would stall the writer forever.
+    fn row_check(&self) -> Option<RowCheck> {
+        None
     }
 
     /// Opens a reader over the rows present now, on a connection of its own.

@@ -13,7 +13,7 @@
 //! than acknowledged without a place to keep them. Jobs already accepted stay
 //! queued in memory and are written once the database is back.
 
-use super::backend::{Backend, Op, ReplaySource, Row};
+use super::backend::{Backend, Op, ReplaySource, Row, RowCheck};
 use super::keys::{self, natural_key};
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
@@ -116,6 +116,7 @@ pub struct Durable {
     adopted: HashMap<u64, Vec<u8>>,
     replay: Option<Replay>,
     writer: Option<JoinHandle<()>>,
+    row_check: Option<RowCheck>,
 }
 
 impl Durable {
@@ -124,6 +125,7 @@ impl Durable {
     /// for durability should not come up without it.
     pub fn open(mut backend: Box<dyn Backend>) -> Result<Durable, StoreError> {
         let describe = backend.describe();
+        let row_check = backend.row_check();
         backend.connect()?;
         let source = backend.open_replay()?;
         let run = keys::new_run_number();
@@ -152,6 +154,7 @@ impl Durable {
                 describe,
             }),
             writer: Some(writer),
+            row_check,
         })
     }
 
@@ -191,13 +194,17 @@ impl QueueStore for Durable {
                 .unwrap_or_default();
             return Err(StoreError(format!("queue store unavailable: {why}")));
         }
-        self.queue(Op::Put(Row {
+        let row = Row {
             key: natural_key(job.unique, self.run, job.id),
             function: job.function.to_vec(),
             priority: job.priority,
             data: job.data.to_vec(),
             when: job.when,
-        }));
+        };
+        if let Some(check) = self.row_check {
+            check(&row)?;
+        }
+        self.queue(Op::Put(row));
         Ok(())
     }
 

@@ -460,6 +460,10 @@ fn skip(row: &Row, why: &str) {
 }
 
 impl Backend for Postgres {
+    fn row_check(&self) -> Option<super::backend::RowCheck> {
+        Some(check_row)
+    }
+
     fn describe(&self) -> String {
         match self.client_config() {
             Ok(config) => format!("postgres {} table {}", describe_config(&config), self.table),
