@@ -802,8 +802,30 @@ pub struct PostgresInstance {
     pub table: String,
 }
 
-/// Where Debian's postgresql-15 keeps initdb and pg_ctl.
-pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The PostgreSQL server binaries (initdb, pg_ctl): `$GEARBOX_PG_BINDIR`, else the
+/// newest `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package).
+pub fn postgres_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GEARBOX_PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "no /usr/lib/postgresql/*/bin/initdb: install Debian's `postgresql` \
+             (protocol-tests/install-deps.sh does) or set GEARBOX_PG_BINDIR"
+        )
+    })
+}
 
 fn as_postgres(program: &Path, args: &[&str]) -> Command {
     let is_root = Command::new("id")
@@ -838,10 +860,11 @@ fn run_ok(cmd: Command, what: &str) -> Result<String, String> {
 
 impl PostgresInstance {
     pub fn start() -> PostgresInstance {
-        let bin = PathBuf::from(PG_BIN);
+        let bin = postgres_bindir();
         assert!(
-            bin.join("initdb").is_file(),
-            "{PG_BIN}/initdb is missing: install postgresql-15"
+            bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
+            "{} holds no initdb and pg_ctl",
+            bin.display()
         );
         let dir = unique_temp_dir("postgres");
         let mut chown = Command::new("chown");
@@ -920,7 +943,8 @@ impl QueueStore for PostgresInstance {
         ]
     }
     fn rows(&self) -> Result<u64, String> {
-        let mut cmd = Command::new(self.bin.join("psql"));
+        let psql = self.bin.join("psql");
+        let mut cmd = Command::new(if psql.is_file() { psql } else { "psql".into() });
         cmd.args(["-X", "-A", "-t", "-d"])
             .arg(self.conninfo())
             .arg("-c")

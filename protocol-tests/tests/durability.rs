@@ -5,8 +5,8 @@
 //! Every test speaks the raw protocol over loopback (see `protocol_tests::durable`).
 //! The crash tests print their figures; see them with
 //! `cargo test -p protocol-tests --test durability -- --nocapture`.
-//! The postgres and redis tests (crash, outage) start private instances; they are
-//! `#[ignore]`d until those backends are wired into gearboxd: `-- --ignored`.
+//! The postgres and redis tests (crash, outage) start private instances of their own
+//! (Debian's `postgresql` and `redis-server`, see install-deps.sh).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::thread;
@@ -187,25 +187,21 @@ fn crash_sqlite_with_workers() {
 }
 
 #[test]
-#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
 fn crash_postgres() {
     crash_test(&PostgresInstance::start(), false);
 }
 
 #[test]
-#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
 fn crash_postgres_with_workers() {
     crash_test(&PostgresInstance::start(), true);
 }
 
 #[test]
-#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
 fn crash_redis() {
     crash_test(&RedisInstance::start(), false);
 }
 
 #[test]
-#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
 fn crash_redis_with_workers() {
     crash_test(&RedisInstance::start(), true);
 }
@@ -317,13 +313,11 @@ fn outage_test(store: &mut dyn Outage) {
 }
 
 #[test]
-#[ignore = "needs gearboxd's postgres backend; run with --ignored once it is wired"]
 fn outage_postgres() {
     outage_test(&mut PostgresInstance::start());
 }
 
 #[test]
-#[ignore = "needs gearboxd's redis backend; run with --ignored once it is wired"]
 fn outage_redis() {
     outage_test(&mut RedisInstance::start());
 }
