@@ -118,51 +118,51 @@ impl Backend for Sqlite {
         let table = self.table();
         let conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| error("begin", e))?;
-        let mut rest = ops;
-        while let Some(first) = rest.first() {
-            let puts = rest
-                .iter()
-                .take_while(|op| matches!(op, Op::Put(_)))
-                .count();
-            if puts == 0 {
-                let Op::Delete { key, function } = first else {
-                    unreachable!("not a put")
+        {
+            let prepare = |sql: String| tx.prepare_cached(&sql).map_err(|e| error("prepare", e));
+            let mut insert_many = prepare(insert_sql(&table, ROWS_PER_INSERT))?;
+            let mut insert_one = prepare(insert_sql(&table, 1))?;
+            let mut delete = prepare(format!(
+                "DELETE FROM {table} WHERE unique_key=? AND function_name=?"
+            ))?;
+            let mut rest = ops;
+            while let Some(first) = rest.first() {
+                let puts = rest
+                    .iter()
+                    .take_while(|op| matches!(op, Op::Put(_)))
+                    .count();
+                if let Op::Delete { key, function } = first {
+                    delete
+                        .execute(params![text(key), text(function)])
+                        .map_err(|e| error("delete", e))?;
+                    rest = &rest[1..];
+                    continue;
+                }
+                // Consecutive rows go in as multi-row INSERTs: one statement
+                // step for many rows is most of the cost of a large batch.
+                let (insert, take) = if puts >= ROWS_PER_INSERT {
+                    (&mut insert_many, ROWS_PER_INSERT)
+                } else {
+                    (&mut insert_one, 1)
                 };
-                tx.prepare_cached(&format!(
-                    "DELETE FROM {table} WHERE unique_key=? AND function_name=?"
-                ))
-                .and_then(|mut delete| delete.execute(params![text(key), text(function)]))
-                .map_err(|e| error("delete", e))?;
-                rest = &rest[1..];
-                continue;
+                let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(take * 5);
+                for op in &rest[..take] {
+                    let Op::Put(row) = op else {
+                        unreachable!("counted puts")
+                    };
+                    values.extend([
+                        text(&row.key),
+                        text(&row.function),
+                        ToSqlOutput::from(i64::from(row.priority)),
+                        ToSqlOutput::Borrowed(ValueRef::Blob(&row.data)),
+                        ToSqlOutput::from(row.when as i64),
+                    ]);
+                }
+                insert
+                    .execute(rusqlite::params_from_iter(values))
+                    .map_err(|e| error("insert", e))?;
+                rest = &rest[take..];
             }
-            // Consecutive rows go in as multi-row INSERTs: one statement
-            // step for many rows is most of the cost of a large batch.
-            let take = if puts >= ROWS_PER_INSERT {
-                ROWS_PER_INSERT
-            } else {
-                1
-            };
-            let mut insert = tx
-                .prepare_cached(&insert_sql(&table, take))
-                .map_err(|e| error("prepare insert", e))?;
-            let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(take * 5);
-            for op in &rest[..take] {
-                let Op::Put(row) = op else {
-                    unreachable!("counted puts")
-                };
-                values.extend([
-                    text(&row.key),
-                    text(&row.function),
-                    ToSqlOutput::from(i64::from(row.priority)),
-                    ToSqlOutput::Borrowed(ValueRef::Blob(&row.data)),
-                    ToSqlOutput::from(row.when as i64),
-                ]);
-            }
-            insert
-                .execute(rusqlite::params_from_iter(values))
-                .map_err(|e| error("insert", e))?;
-            rest = &rest[take..];
         }
         tx.commit().map_err(|e| error("commit", e))
     }
