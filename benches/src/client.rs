@@ -217,10 +217,13 @@ pub struct SubmitPlan {
     pub window: u64,
     /// Record each submit→JOB_CREATED time.
     pub latency: bool,
+    /// Send no new submit from this moment on; the replies to those in
+    /// flight are still awaited.
+    pub stop_at: Option<Instant>,
 }
 
 /// Submits `plan.count` background jobs on one connection with up to
-/// `plan.window` in flight.
+/// `plan.window` in flight, or fewer if `plan.stop_at` comes first.
 pub async fn submit_bg_loop(
     mut conn: Conn,
     spec: Arc<JobSpec>,
@@ -230,9 +233,10 @@ pub async fn submit_bg_loop(
     let SubmitPlan {
         kind,
         first,
-        count,
+        mut count,
         window,
         latency,
+        stop_at,
     } = plan;
     let mut stats = ClientStats::default();
     let mut sent_at: VecDeque<Instant> = VecDeque::new();
@@ -243,6 +247,13 @@ pub async fn submit_bg_loop(
     let mut unique = String::with_capacity(36);
     let mut replies = Vec::with_capacity(256);
     while answered < count {
+        if stop_at.is_some_and(|t| Instant::now() >= t) {
+            // Time is up: what was sent is all there will be.
+            count = sent;
+            if answered >= count {
+                break;
+            }
+        }
         while sent < count && sent - answered < window {
             spec.unique_for(first + sent, &mut unique);
             conn.push(

@@ -178,8 +178,17 @@ pub struct FunctionStatus {
 }
 
 /// Asks the server's admin `status` for one function. `None` if the function
-/// is not listed.
+/// is not listed. Fails if the reply is not complete within 20 s.
 pub async fn admin_status(target: &Target, function: &str) -> Result<Option<FunctionStatus>> {
+    admin_status_within(target, function, Duration::from_secs(20)).await
+}
+
+/// [`admin_status`] with a time limit of the caller's choosing.
+pub async fn admin_status_within(
+    target: &Target,
+    function: &str,
+    limit: Duration,
+) -> Result<Option<FunctionStatus>> {
     let query = async {
         let mut conn = Conn::connect(target).await?;
         conn.push_raw(b"status\n");
@@ -205,9 +214,12 @@ pub async fn admin_status(target: &Target, function: &str) -> Result<Option<Func
         }
         Ok::<_, Error>(None)
     };
-    tokio::time::timeout(Duration::from_secs(20), query)
-        .await
-        .map_err(|_| err!("admin `status` got no complete reply within 20 s"))?
+    tokio::time::timeout(limit, query).await.map_err(|_| {
+        err!(
+            "admin `status` got no complete reply within {:.1} s",
+            limit.as_secs_f64()
+        )
+    })?
 }
 
 #[cfg(test)]

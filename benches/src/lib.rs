@@ -5,12 +5,15 @@
 //!   writes and batched reads, plus the admin `status` query.
 //! * [`procstat`]: a server's RSS and CPU time from `/proc`.
 //! * [`stats`]: latency percentiles from sorted samples.
+//! * [`harness`]: what the `compare` and `durable` binaries share (ports,
+//!   medians, machine facts, outside load).
 //! * [`client`] / [`worker`]: the submit loops and the worker loop the scenarios
 //!   are built from.
 //! * [`scenarios`]: the scenarios themselves and their [`report::Report`].
 
 pub mod client;
 pub mod conn;
+pub mod harness;
 pub mod procstat;
 pub mod report;
 pub mod scenarios;

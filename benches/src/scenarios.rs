@@ -106,6 +106,13 @@ pub struct Options {
     /// memory: seconds to sample RSS (once a second) after the drain.
     #[arg(long, default_value_t = 10)]
     pub settle: u64,
+    /// submit-bg: stop sending new submits after this many seconds, even if
+    /// fewer than --jobs were sent; the rate is over the jobs created.
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// submit-bg: also report the submit→JOB_CREATED percentiles.
+    #[arg(long)]
+    pub latency: bool,
     /// Leave background jobs queued after submit-bg and latency (no cleanup drain).
     #[arg(long)]
     pub no_cleanup: bool,
@@ -311,11 +318,13 @@ async fn submit_phase(
     conns: usize,
     window: u64,
     latency: bool,
+    stop_after: Option<Duration>,
 ) -> Result<Submitted> {
     let connections = connect_all(&ctx.opts.server, conns).await?;
     let progress = Arc::new(Progress::new(jobs));
     ctx.tracker.enter(phase, progress.clone());
     let start = Instant::now();
+    let stop_at = stop_after.map(|d| start + d);
     let loops: Vec<_> = connections
         .into_iter()
         .zip(shares(jobs, conns))
@@ -326,6 +335,7 @@ async fn submit_phase(
                 count,
                 window: window.max(1),
                 latency,
+                stop_at,
             };
             submit_bg_loop(conn, ctx.spec.clone(), plan, progress.clone())
         })
@@ -401,18 +411,41 @@ async fn submit_bg(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     report.param("connections", o.connections as u64);
     report.param("window", o.window);
     report.param("unique", o.unique.to_string());
+    let stop_after = o.duration.map(|d| Duration::from_secs_f64(d.max(0.001)));
+    if let Some(d) = o.duration {
+        report.param("duration_s", d);
+    }
     let before = ctx.monitor.sample()?;
-    let s = submit_phase(ctx, "submit", jobs, o.connections, o.window, false).await?;
+    let s = submit_phase(
+        ctx,
+        "submit",
+        jobs,
+        o.connections,
+        o.window,
+        o.latency,
+        stop_after,
+    )
+    .await?;
     let after = ctx.monitor.sample()?;
-    report.fig("jobs_per_s", rate(s.stats.created, s.elapsed));
+    let mut stats = s.stats;
+    report.fig("jobs_per_s", rate(stats.created, s.elapsed));
     report.fig("elapsed_s", s.elapsed.as_secs_f64());
-    cpu_figures(report, "", before, after, s.stats.created);
+    report.fig("jobs_created", stats.created as f64);
+    if o.duration.is_some() {
+        // 1 when the time limit, not the job count, ended the run.
+        let answered = stats.created + stats.errors;
+        report.fig("stopped_by_duration", f64::from(u8::from(answered < jobs)));
+    }
+    if o.latency {
+        latency_figures(report, &mut stats);
+    }
+    cpu_figures(report, "", before, after, stats.created);
     if let Some(a) = after {
         report.fig("server_rss_queued_kib", a.rss_kib as f64);
     }
-    client_anomalies(report, "submit", &s.stats);
-    expect_queued(ctx, report, s.stats.created, "after submitting").await?;
-    cleanup(ctx, report, s.stats.created).await
+    client_anomalies(report, "submit", &stats);
+    expect_queued(ctx, report, stats.created, "after submitting").await?;
+    cleanup(ctx, report, stats.created).await
 }
 
 async fn drain(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
@@ -423,7 +456,7 @@ async fn drain(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     report.param("unique", o.unique.to_string());
     report.param("workers", o.workers as u64);
     report.param("grab_window", o.grab_window as u64);
-    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false).await?;
+    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false, None).await?;
     report.fig("fill_jobs_per_s", rate(s.stats.created, s.elapsed));
     client_anomalies(report, "fill", &s.stats);
     expect_queued(ctx, report, s.stats.created, "after filling").await?;
@@ -595,7 +628,7 @@ async fn latency(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     report.param("window", 1u64);
     report.param("unique", o.unique.to_string());
     let before = ctx.monitor.sample()?;
-    let s = submit_phase(ctx, "latency", jobs, 1, 1, true).await?;
+    let s = submit_phase(ctx, "latency", jobs, 1, 1, true, None).await?;
     let after = ctx.monitor.sample()?;
     let mut stats = s.stats;
     report.fig("jobs_per_s", rate(stats.created, s.elapsed));
@@ -626,7 +659,7 @@ async fn memory(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
             .await
     });
     let cpu0 = ctx.monitor.sample()?;
-    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false).await?;
+    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false, None).await?;
     let cpu1 = ctx.monitor.sample()?;
     let _ = stop_tx.send(());
     let sampled_peak = sampler.await.map_err(|e| err!("sampler panicked: {e}"))?;
