@@ -7,7 +7,9 @@
 //!   PRIMARY KEY (unique_key, function_name))
 //! ```
 //!
-//! The database is put in WAL mode: a commit appends to the log instead of
+//! A new file gets 16 KiB pages: a commit of a few hundred rows then writes a
+//! few WAL frames instead of dozens (measured: about twice the pipelined
+//! submit rate of 4 KiB pages). The database is put in WAL mode: a commit appends to the log instead of
 //! rewriting pages, and replay reads on its own connection while the writer
 //! goes on. `synchronous=FULL` (the default) syncs the log at every commit, so
 //! a committed job survives a power cut as well as a kill -9; `NORMAL` syncs
@@ -84,7 +86,7 @@ impl Backend for Sqlite {
             Sync::Normal => "NORMAL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; \
+            "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA busy_timeout=5000; \
              PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=8192;"
         ))
         .map_err(|e| error("set journal mode", e))?;
