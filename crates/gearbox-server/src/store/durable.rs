@@ -48,8 +48,6 @@ struct Pending {
     ops: Vec<Op>,
     /// Number of the last write queued.
     last: u64,
-    /// Number of the last row added (what an acknowledgement waits for).
-    last_put: u64,
     stop: bool,
 }
 
@@ -121,6 +119,8 @@ pub struct Durable {
     replay: Option<Replay>,
     writer: Option<JoinHandle<()>>,
     row_check: Option<RowCheck>,
+    /// Number of the last row added: what an acknowledgement waits for.
+    last_put: u64,
 }
 
 impl Durable {
@@ -159,16 +159,15 @@ impl Durable {
             }),
             writer: Some(writer),
             row_check,
+            last_put: 0,
         })
     }
 
+    /// Appends a write for the writer thread and returns its number.
     fn queue(&self, op: Op) -> u64 {
         let mut pending = self.shared.pending();
         pending.last += 1;
         let number = pending.last;
-        if matches!(op, Op::Put(_)) {
-            pending.last_put = number;
-        }
         let was_empty = pending.ops.is_empty();
         pending.ops.push(op);
         drop(pending);
@@ -208,7 +207,7 @@ impl QueueStore for Durable {
         if let Some(check) = self.row_check {
             check(&row)?;
         }
-        self.queue(Op::Put(row));
+        self.last_put = self.queue(Op::Put(row));
         Ok(())
     }
 
@@ -224,7 +223,7 @@ impl QueueStore for Durable {
     }
 
     fn ack_barrier(&self) -> u64 {
-        self.shared.pending().last_put
+        self.last_put
     }
 
     fn commits(&self) -> Option<Arc<Commits>> {
