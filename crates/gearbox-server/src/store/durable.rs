@@ -26,10 +26,6 @@ use std::time::{Duration, Instant};
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reconnect backoff: doubles from the first value up to the second.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
-/// How long the writer waits, once woken, for more writes to join a commit.
-const LINGER: Duration = Duration::from_micros(100);
-/// ... when the previous commit had at least this many writes.
-const LINGER_AFTER: usize = 16;
 /// At exit, how long an unreachable database may hold the process up.
 const GIVE_UP_AT_EXIT: Duration = Duration::from_secs(5);
 
@@ -270,7 +266,6 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
     let mut backoff = BACKOFF.0;
     let mut last_contact = Instant::now();
     let mut last_success = Instant::now();
-    let mut last_batch = 0;
     loop {
         let (mut batch, number, stop) = {
             let mut pending = shared.pending();
@@ -285,18 +280,8 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
             }
-            if !pending.ops.is_empty() && !pending.stop && last_batch >= LINGER_AFTER {
-                // Under load, woken by the first write of a burst: let the rest
-                // of it (the other connections' submits of the same moment)
-                // join this commit rather than each paying for one of their
-                // own. A lone one-at-a-time client does not wait.
-                drop(pending);
-                std::thread::sleep(LINGER);
-                pending = shared.pending();
-            }
             (std::mem::take(&mut pending.ops), pending.last, pending.stop)
         };
-        last_batch = batch.len();
         if batch.is_empty() {
             if stop {
                 return;
