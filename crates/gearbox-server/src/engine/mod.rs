@@ -303,7 +303,15 @@ impl Engine {
                 let Some(conn) = self.conns.map.get_mut(&id) else {
                     continue;
                 };
-                if conn.outbox.is_empty() || conn.hold_until > self.committed {
+                if conn.outbox.is_empty() {
+                    continue;
+                }
+                if conn.hold_until > self.committed {
+                    // Waiting for the store: the bytes stay here, under the
+                    // same limit (a client may keep submitting in an outage).
+                    if conn.outbox.len() > self.settings.max_queued_output {
+                        overflowing.push((id, conn.outbox.len()));
+                    }
                     continue;
                 }
                 let bytes = conn.outbox.split().freeze();
