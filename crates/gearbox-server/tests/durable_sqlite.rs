@@ -54,6 +54,31 @@ fn rows(path: &Path) -> Vec<DbRow> {
     rows
 }
 
+/// Polls an admin listing until replay has brought it to `expected`.
+async fn wait_for_listing(admin: &mut Conn, command: &str, expected: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let listing = admin.listing(command).await;
+        if listing == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replay did not finish: {listing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits for the batched deletes of finished jobs to reach the file.
+async fn wait_for_rows(path: &Path, count: usize) {
+    let deadline = Instant::now() + WAIT;
+    while rows(path).len() != count {
+        assert!(Instant::now() < deadline, "rows left: {:?}", rows(path));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn stop(mut server: TestServer) {
     server.stop();
     assert!(server.stopped_within(WAIT).await, "server did not stop");
@@ -108,15 +133,7 @@ async fn a_restart_brings_back_every_background_job_as_it_was() {
 
     let server = server_on(&path).await;
     let mut admin = server.conn().await;
-    let deadline = Instant::now() + WAIT;
-    while admin.listing("status").await != "f\t7\t0\t0\n.\n" {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not finish: {:?}",
-            admin.listing("status").await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_listing(&mut admin, "status", "f\t7\t0\t0\n.\n").await;
     assert_eq!(admin.listing("prioritystatus").await, "f\t1\t5\t1\t0\n.\n");
     let mut worker = server.conn().await;
     worker.can_do("f").await;
@@ -136,11 +153,7 @@ async fn a_restart_brings_back_every_background_job_as_it_was() {
         ["high=h", "=empty-1", "=empty-2", "-=dash-1", "-=dash-2", "low=l"]
     );
     // Finished jobs leave the table; the future epoch job stays.
-    let deadline = Instant::now() + WAIT;
-    while rows(&path).len() != 1 {
-        assert!(Instant::now() < deadline, "rows left: {:?}", rows(&path));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(&path, 1).await;
     let (unique, function, priority, data, when) = rows(&path).remove(0);
     assert_eq!(
         (
@@ -173,15 +186,7 @@ async fn a_queue_file_in_gearmand_layout_is_replayed() {
     }
     let server = server_on(&path).await;
     let mut admin = server.conn().await;
-    let deadline = Instant::now() + WAIT;
-    while admin.listing("prioritystatus").await != "g\t1\t1\t1\t0\n.\n" {
-        assert!(
-            Instant::now() < deadline,
-            "replay did not finish: {:?}",
-            admin.listing("status").await
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_listing(&mut admin, "prioritystatus", "g\t1\t1\t1\t0\n.\n").await;
     let mut worker = server.conn().await;
     worker.can_do("g").await;
     let mut taken = Vec::new();
@@ -200,10 +205,6 @@ async fn a_queue_file_in_gearmand_layout_is_replayed() {
         ]
     );
     // Each row is deleted under the key gearmand gave it.
-    let deadline = Instant::now() + WAIT;
-    while !rows(&path).is_empty() {
-        assert!(Instant::now() < deadline, "rows left: {:?}", rows(&path));
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_rows(&path, 0).await;
     stop(server).await;
 }
