@@ -1,0 +1,490 @@
+//! Where a server under test keeps its queue: a SQLite file, or private
+//! PostgreSQL and Redis instances on free loopback ports, each able to count
+//! its rows straight from the database.
+
+use super::*;
+
+/// Where a server keeps its queue, as a test sees it.
+pub trait QueueStore {
+    /// `sqlite`, `postgres`, `redis`.
+    fn name(&self) -> &'static str;
+    /// The server's queue flags (`-q ...`).
+    fn server_args(&self) -> Vec<String>;
+    /// How many job rows the store holds now.
+    fn rows(&self) -> Result<u64, String>;
+}
+
+/// An external store that a test can take down and bring back (same address).
+pub trait Outage: QueueStore {
+    fn go_down(&mut self);
+    fn come_back(&mut self);
+}
+
+/// Runs a small Python program (python3 is a test dependency already; its sqlite3
+/// module reads the queue file without the sqlite3 CLI) and returns its stdout.
+fn python(program: &str, args: &[&str]) -> Result<String, String> {
+    let mut cmd = Command::new("python3");
+    cmd.arg("-c").arg(program).args(args);
+    let out = try_run_command(cmd, None, Duration::from_secs(30))?;
+    if !out.status.success() {
+        return Err(format!(
+            "python3 failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A row of a gearmand-schema queue table, as read from the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableRow {
+    pub unique_key: Vec<u8>,
+    pub function_name: Vec<u8>,
+    pub priority: i64,
+    pub data: Vec<u8>,
+    pub when_to_run: i64,
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len() / 2)
+        .map(|i| u8::from_str_radix(&s[2 * i..2 * i + 2], 16).expect("hex from sqlite"))
+        .collect()
+}
+
+/// An SQLite queue file in gearmand's schema (`-q libsqlite3`).
+pub struct SqliteFile {
+    pub path: PathBuf,
+    pub table: String,
+}
+
+impl SqliteFile {
+    /// A file that does not exist yet, in a fresh temp dir.
+    pub fn new(label: &str) -> SqliteFile {
+        SqliteFile {
+            path: unique_temp_dir(label).join("q.db"),
+            table: "gearman_queue".to_owned(),
+        }
+    }
+
+    pub fn path_str(&self) -> String {
+        self.path.to_string_lossy().into_owned()
+    }
+
+    /// Every row, in rowid order (the order both servers replay in).
+    pub fn table_rows(&self) -> Result<Vec<TableRow>, String> {
+        const READ: &str = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+            q = 'SELECT hex(unique_key), hex(function_name), priority, hex(data), \
+            coalesce(when_to_run, 0) FROM ' + sys.argv[2] + ' ORDER BY rowid'\n\
+            for r in c.execute(q):\n    print('\\t'.join(str(x) for x in r))\n";
+        let out = python(READ, &[&self.path_str(), &self.table])?;
+        out.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                if f.len() != 5 {
+                    return Err(format!("bad row {line:?}"));
+                }
+                Ok(TableRow {
+                    unique_key: unhex(f[0]),
+                    function_name: unhex(f[1]),
+                    priority: f[2].parse().map_err(|_| format!("bad row {line:?}"))?,
+                    data: unhex(f[3]),
+                    when_to_run: f[4].parse().map_err(|_| format!("bad row {line:?}"))?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl Drop for SqliteFile {
+    /// Removes the file's temp dir, unless the test failed (then it is kept).
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("---- queue file kept: {} ----", self.path.display());
+        } else if let Some(dir) = self.path.parent() {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl QueueStore for SqliteFile {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "libsqlite3".into(),
+            "--libsqlite3-db".into(),
+            self.path_str(),
+            "--libsqlite3-table".into(),
+            self.table.clone(),
+        ]
+    }
+    fn rows(&self) -> Result<u64, String> {
+        const COUNT: &str = "import sqlite3, sys\n\
+            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+            print(c.execute('SELECT count(*) FROM ' + sys.argv[2]).fetchone()[0])\n";
+        let out = python(COUNT, &[&self.path_str(), &self.table])?;
+        out.trim().parse().map_err(|_| format!("bad count {out:?}"))
+    }
+}
+
+/// A private PostgreSQL cluster in a temp dir, on a free loopback port, run as the
+/// `postgres` user (initdb refuses root). Stopped (`-m immediate`) on drop.
+pub struct PostgresInstance {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+    pub table: String,
+}
+
+/// The PostgreSQL server binaries (initdb, pg_ctl): `$GEARBOX_PG_BINDIR`, else the
+/// newest `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package).
+pub fn postgres_bindir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GEARBOX_PG_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let version = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
+        panic!(
+            "no /usr/lib/postgresql/*/bin/initdb: install Debian's `postgresql` \
+             (protocol-tests/install-deps.sh does) or set GEARBOX_PG_BINDIR"
+        )
+    })
+}
+
+fn as_postgres(program: &Path, args: &[&str]) -> Command {
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let mut cmd = if is_root {
+        let mut cmd = Command::new("runuser");
+        cmd.args(["-u", "postgres", "--"]).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    };
+    cmd.args(args);
+    cmd
+}
+
+fn run_ok(cmd: Command, what: &str) -> Result<String, String> {
+    let out = try_run_command(cmd, None, Duration::from_secs(120))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{what} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+impl PostgresInstance {
+    pub fn start() -> PostgresInstance {
+        let bin = postgres_bindir();
+        assert!(
+            bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
+            "{} holds no initdb and pg_ctl",
+            bin.display()
+        );
+        let dir = unique_temp_dir("postgres");
+        let mut chown = Command::new("chown");
+        chown.arg("postgres:postgres").arg(&dir);
+        let _ = run_ok(chown, "chown");
+        let mut pg = PostgresInstance {
+            bin,
+            dir,
+            port: 0,
+            table: "queue".to_owned(),
+        };
+        let data = pg.data();
+        let initdb = as_postgres(
+            &pg.bin.join("initdb"),
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        run_ok(initdb, "initdb").unwrap_or_else(|e| panic!("{e}"));
+        let mut failures = Vec::new();
+        for _ in 0..4 {
+            pg.port = free_port();
+            match pg.pg_ctl_start() {
+                Ok(()) => return pg,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("postgres did not start:\n{}", failures.join("\n"));
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn pg_ctl_start(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses={HOST} -c fsync=off",
+            self.port,
+            self.dir.display()
+        );
+        let log = self.dir.join("postgres.log");
+        let log_s = log.to_string_lossy().into_owned();
+        let data = self.data();
+        let args = [
+            "-D", &data, "-l", &log_s, "-o", &opts, "-w", "-t", "60", "start",
+        ];
+        run_ok(as_postgres(&self.bin.join("pg_ctl"), &args), "pg_ctl start")
+            .map(drop)
+            .map_err(|e| format!("{e}\n{}", crate::read_file(&log)))
+    }
+
+    fn pg_ctl_stop(&self, mode: &str) -> Result<(), String> {
+        let data = self.data();
+        let args = ["-D", &data, "-m", mode, "-w", "-t", "60", "stop"];
+        run_ok(as_postgres(&self.bin.join("pg_ctl"), &args), "pg_ctl stop").map(drop)
+    }
+
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={HOST} port={} user=postgres dbname=postgres connect_timeout=2",
+            self.port
+        )
+    }
+}
+
+impl QueueStore for PostgresInstance {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "postgres".into(),
+            "--libpq-conninfo".into(),
+            self.conninfo(),
+            "--libpq-table".into(),
+            self.table.clone(),
+        ]
+    }
+    fn rows(&self) -> Result<u64, String> {
+        let psql = self.bin.join("psql");
+        let mut cmd = Command::new(if psql.is_file() { psql } else { "psql".into() });
+        cmd.args(["-X", "-A", "-t", "-d"])
+            .arg(self.conninfo())
+            .arg("-c")
+            .arg(format!("SELECT count(*) FROM {}", self.table));
+        let out = run_ok(cmd, "psql count")?;
+        out.trim().parse().map_err(|_| format!("bad count {out:?}"))
+    }
+}
+
+impl Outage for PostgresInstance {
+    fn go_down(&mut self) {
+        self.pg_ctl_stop("fast").unwrap_or_else(|e| panic!("{e}"));
+    }
+    fn come_back(&mut self) {
+        self.pg_ctl_start().unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+impl Drop for PostgresInstance {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl_stop("immediate");
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A private redis-server on a free loopback port, its data in a temp dir. Its
+/// append-only file is synced on every write, so a restart (see [`Outage`]) keeps
+/// what gearboxd committed. Killed on drop.
+pub struct RedisInstance {
+    process: Option<crate::BackgroundProcess>,
+    dir: PathBuf,
+    port: u16,
+    pub prefix: String,
+}
+
+impl RedisInstance {
+    pub fn start() -> RedisInstance {
+        let mut redis = RedisInstance {
+            process: None,
+            dir: unique_temp_dir("redis"),
+            port: 0,
+            prefix: "gbtest".to_owned(),
+        };
+        let mut failures = Vec::new();
+        for _ in 0..4 {
+            redis.port = free_port();
+            match redis.spawn() {
+                Ok(()) => return redis,
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!("redis-server did not start:\n{}", failures.join("\n"));
+    }
+
+    /// Starts redis-server on `self.port` and waits until it answers PING.
+    fn spawn(&mut self) -> Result<(), String> {
+        let (port, dir) = (
+            self.port.to_string(),
+            self.dir.to_string_lossy().into_owned(),
+        );
+        let args = [
+            "--port",
+            &port,
+            "--bind",
+            HOST,
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--dir",
+            &dir,
+        ];
+        let label = format!("redis-server-{port}");
+        let mut process = crate::BackgroundProcess::spawn(&label, "redis-server", &args, &self.dir);
+        let ready = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < ready {
+            if matches!(redis_command(self.port, &["PING"]), Ok(r) if r.starts_with(b"+PONG")) {
+                self.process = Some(process);
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        process.kill();
+        Err(process.describe())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Drop for RedisInstance {
+    fn drop(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+        if !thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Sends one command in RESP and returns the raw reply (read until the reply is
+/// complete for the simple shapes used here: status, integer, array of bulk strings).
+fn redis_command(port: u16, args: &[&str]) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect((HOST, port)).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    stream
+        .write_all(req.as_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut reply = Vec::new();
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut chunk).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err("redis closed the connection".into());
+        }
+        reply.extend_from_slice(&chunk[..n]);
+        if resp_complete(&reply) {
+            return Ok(reply);
+        }
+    }
+}
+
+/// Is `reply` one whole RESP reply (simple string, error, integer, or an array of
+/// bulk strings)?
+fn resp_complete(reply: &[u8]) -> bool {
+    let line_end = |from: usize| {
+        reply[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| from + p)
+    };
+    let Some(end) = line_end(0) else { return false };
+    if reply[0] != b'*' {
+        return true;
+    }
+    let count: i64 = String::from_utf8_lossy(&reply[1..end]).parse().unwrap_or(0);
+    let mut pos = end + 2;
+    for _ in 0..count.max(0) {
+        let Some(end) = line_end(pos) else {
+            return false;
+        };
+        let len: i64 = String::from_utf8_lossy(&reply[pos + 1..end])
+            .parse()
+            .unwrap_or(-1);
+        pos = end + 2 + if len >= 0 { len as usize + 2 } else { 0 };
+        if pos > reply.len() {
+            return false;
+        }
+    }
+    true
+}
+
+impl QueueStore for RedisInstance {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+    fn server_args(&self) -> Vec<String> {
+        vec![
+            "-q".into(),
+            "redis".into(),
+            "--redis-server".into(),
+            HOST.into(),
+            "--redis-port".into(),
+            self.port.to_string(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+        ]
+    }
+    /// Keys `<prefix>-*`: gearmand's layout, one hash per job.
+    fn rows(&self) -> Result<u64, String> {
+        let reply = redis_command(self.port, &["KEYS", &format!("{}-*", self.prefix)])?;
+        let end = reply.windows(2).position(|w| w == b"\r\n").unwrap_or(0);
+        match reply.first() {
+            Some(b'*') => String::from_utf8_lossy(&reply[1..end])
+                .parse()
+                .map_err(|_| "bad KEYS reply".to_owned()),
+            _ => Err(format!("KEYS: {}", String::from_utf8_lossy(&reply))),
+        }
+    }
+}
+
+impl Outage for RedisInstance {
+    /// SIGKILL: with `appendfsync always` nothing acknowledged is lost.
+    fn go_down(&mut self) {
+        if let Some(mut p) = self.process.take() {
+            p.kill();
+        }
+    }
+    fn come_back(&mut self) {
+        self.spawn()
+            .unwrap_or_else(|e| panic!("redis-server did not restart on port {}:\n{e}", self.port));
+    }
+}
