@@ -30,11 +30,12 @@
 //! we, and PostgreSQL text must be valid UTF-8 without NUL bytes and fit the
 //! column (`VARCHAR(64)`, `VARCHAR(255)`, or whatever the table says), and
 //! `when_to_run` must fit an `INTEGER` (until 2038). A row that breaks one of
-//! these can never be stored, and [`Backend::write`] errors are retried
-//! forever, so such a row is left out of the batch with an error in the log:
-//! its job still runs, but is not kept across a restart. [`check_row`] tells
-//! such rows apart, for a caller that would rather refuse them up front, as
-//! gearmand does (its INSERT fails and the submit gets QUEUE_ERROR).
+//! these can never be stored. [`check_row`] is this backend's
+//! [`Backend::row_check`], so the submit of such a job gets QUEUE_ERROR at
+//! once, as in gearmand (whose INSERT fails). Should one reach a write anyway
+//! (a table with narrower columns than gearmand's), it is left out of the
+//! batch with an error in the log rather than fail the batch, since
+//! [`Backend::write`] errors are retried forever.
 //!
 //! **Timeouts.** The TCP connect gives up after 2 s unless the conninfo sets
 //! `connect_timeout`, and connecting as a whole (with the startup exchange
