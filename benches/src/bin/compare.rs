@@ -41,6 +41,12 @@ struct Args {
     /// Only run scenarios whose id contains one of these words (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Do not start a uuidd for submit-bg-libgearman. libuuid then tries to
+    /// connect to /run/uuidd/request for every uuid libgearman generates (a
+    /// socket, a failed connect and a close per job), and the client, not the
+    /// server, limits the rate. A uuidd already running is used either way.
+    #[arg(long)]
+    no_uuidd: bool,
     /// Keep the scratch directory (server logs, raw JSON) even on success.
     #[arg(long)]
     keep: bool,
@@ -424,6 +430,75 @@ fn specs(quick: bool) -> Vec<Spec> {
     ]
 }
 
+/// Where libuuid (util-linux) asks uuidd for time-based uuids.
+const UUIDD_SOCKET: &str = "/run/uuidd/request";
+
+fn uuidd_running() -> bool {
+    std::os::unix::net::UnixStream::connect(UUIDD_SOCKET).is_ok()
+}
+
+/// A uuidd this program started for one libgearman run (so its CPU time is
+/// reaped, and counted as the run's, before the run's meter stops); stopped on
+/// drop.
+struct Uuidd {
+    child: Child,
+}
+
+impl Uuidd {
+    /// `Ok(None)` when a uuidd (the system's) already answers.
+    fn start(dir: &Path) -> Result<Option<Uuidd>, String> {
+        if uuidd_running() {
+            return Ok(None);
+        }
+        let bin = ["/usr/sbin/uuidd", "/sbin/uuidd"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap_or("uuidd");
+        std::fs::create_dir_all("/run/uuidd")
+            .map_err(|e| format!("cannot create /run/uuidd for uuidd: {e}"))?;
+        let out = File::create(dir.join("uuidd.out")).map_err(|e| e.to_string())?;
+        // -F -P: stay a foreground child without a pid file; -T: exit after
+        // 600 s without requests should it ever outlive us.
+        let child = Command::new(bin)
+            .args(["-F", "-P", "-q", "-T", "600", "-s", UUIDD_SOCKET])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().map_err(|e| e.to_string())?)
+            .stderr(out)
+            .spawn()
+            .map_err(|e| format!("cannot start {bin} (Debian: uuid-runtime): {e}"))?;
+        let mut u = Uuidd { child };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !uuidd_running() {
+            if let Ok(Some(status)) = u.child.try_wait() {
+                return Err(format!("uuidd exited at startup ({status})"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("uuidd not answering on {UUIDD_SOCKET} after 5 s"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Some(u))
+    }
+}
+
+impl Drop for Uuidd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: plain kill(2) of our own child, which has not been reaped.
+            unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A server this program started; stopped (SIGTERM, then SIGKILL) on drop.
 struct Server {
     kind: Kind,
@@ -706,7 +781,7 @@ fn report(
          - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr -q builtin` (release build, default 4 threads).\n\
          - Every run starts a fresh server on a free loopback port and stops it afterwards; the two servers alternate and the one going first alternates between runs.\n\
          - The load generator (`target/release/loadgen`, 2 threads) runs on the same {} cores as the server, so figures are for server and client sharing the machine.\n\
-         - submit-bg-libgearman runs `target/release/libgearman_submit` instead (benches/c/libgearman_submit.c, built with `cc -O2 ... -lgearman -lpthread` against the system libgearman): real libgearman client code, whose own CPU cost per job (uuid generation, task bookkeeping) is reported as an info row; it also runs on the same cores.\n\
+         - submit-bg-libgearman runs `target/release/libgearman_submit` instead (benches/c/libgearman_submit.c, built with `cc -O2 ... -lgearman -lpthread` against the system libgearman): real libgearman client code, whose own CPU cost per job (uuid generation, task bookkeeping) is reported as an info row; it also runs on the same cores. libgearman makes each job's unique with libuuid's uuid_generate_time_safe, which asks uuidd; compare starts a uuidd for each of these runs (see the machine facts), because without one libuuid tries to connect to /run/uuidd/request for every job and that client cost, not the server, sets the rate.\n\
          - Server RSS is VmRSS from /proc/PID/status; server CPU is utime+stime from /proc/PID/stat over the measured phase.\n\
          - gearbox/gearmand above 1 is better for gearbox where higher is better (rates) and worse where lower is better (latency, memory).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -959,7 +1034,21 @@ fn main() -> ExitCode {
         eprintln!("compare: cannot create {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    let facts = machine_facts(&args.gearmand, &args.bin_dir);
+    let mut facts = machine_facts(&args.gearmand, &args.bin_dir);
+    let libgearman = specs.iter().any(|s| s.program == Program::LibgearmanSubmit);
+    if libgearman {
+        let libuuid = command_output("dpkg-query", &["-W", "-f", "${Version}", "libuuid1"]);
+        facts.push((
+            "uuidd (for libgearman's uuids)",
+            if uuidd_running() {
+                format!("already running on {UUIDD_SOCKET}; used by submit-bg-libgearman")
+            } else if args.no_uuidd {
+                format!("none (--no-uuidd): libuuid {libuuid} tries {UUIDD_SOCKET} for every uuid")
+            } else {
+                format!("started by compare for each submit-bg-libgearman run (`uuidd -F -P -q -T 600 -s {UUIDD_SOCKET}`), libuuid {libuuid}")
+            },
+        ));
+    }
     eprintln!(
         "compare: {} scenarios × {n_runs} run(s) × 2 servers; scratch dir {}",
         specs.len(),
@@ -984,6 +1073,19 @@ fn main() -> ExitCode {
                 eprintln!("[{:>4.0}s] {label}", started.elapsed().as_secs_f64());
                 let meter = Meter::start();
                 let start_s = started.elapsed().as_secs_f64();
+                let uuidd = if spec.program == Program::LibgearmanSubmit && !args.no_uuidd {
+                    match Uuidd::start(&dir) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            let p = format!("{label}: {e}; running without uuidd (client-bound)");
+                            eprintln!("    {p}");
+                            problems.push(p);
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
                 let server = match Server::start(kind, &args, &dir, seq) {
                     Ok(s) => s,
                     Err(e) => {
@@ -994,6 +1096,7 @@ fn main() -> ExitCode {
                 };
                 let outcome = run_loadgen(&args.bin_dir, spec, &server, &dir, &label);
                 drop(server);
+                drop(uuidd);
                 let (wall_s, foreign_cpu_s) = meter.stop();
                 log.push(RunLog {
                     label: label.clone(),
