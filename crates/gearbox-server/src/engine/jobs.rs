@@ -231,13 +231,25 @@ impl JobTable {
         self.jobs.iter().map(|(_, j)| &**j)
     }
 
-    fn unique_hash(&self, func: FuncId, key: CoalesceKey<'_>) -> u64 {
+    /// The hash a key is indexed under. A submit computes it once, for both
+    /// the lookup and the insert (hashing a 36-byte unique twice showed in
+    /// profiles).
+    pub fn unique_hash(&self, func: FuncId, key: CoalesceKey<'_>) -> u64 {
         self.hasher.hash_one((func, key))
     }
 
     /// The live job that a submit with this key coalesces with.
     pub fn find_unique(&self, func: FuncId, key: CoalesceKey<'_>) -> Option<JobId> {
-        let hash = self.unique_hash(func, key);
+        self.find_unique_hashed(func, key, self.unique_hash(func, key))
+    }
+
+    /// [`find_unique`](Self::find_unique) with the key's hash already known.
+    pub fn find_unique_hashed(
+        &self,
+        func: FuncId,
+        key: CoalesceKey<'_>,
+        hash: u64,
+    ) -> Option<JobId> {
         self.by_unique
             .find(hash, |&(h, id)| {
                 h == hash
@@ -249,13 +261,24 @@ impl JobTable {
     }
 
     /// Stores a new job under the next handle number and indexes it.
-    pub fn insert(&mut self, mut job: Job) -> JobId {
-        self.next_id += 1;
-        let id = self.next_id;
-        job.id = id;
+    pub fn insert(&mut self, job: Job) -> JobId {
         let key_hash = job
             .coalesce_key()
             .map(|key| self.unique_hash(job.func, key));
+        self.insert_hashed(job, key_hash)
+    }
+
+    /// [`insert`](Self::insert) with the hash of the job's coalesce key
+    /// already known (`None` for a job that never coalesces).
+    pub fn insert_hashed(&mut self, mut job: Job, key_hash: Option<u64>) -> JobId {
+        debug_assert_eq!(
+            key_hash,
+            job.coalesce_key()
+                .map(|key| self.unique_hash(job.func, key))
+        );
+        self.next_id += 1;
+        let id = self.next_id;
+        job.id = id;
         job.coalescable = key_hash.is_some();
         self.jobs
             .insert_unique(id_hash(id), (id, Box::new(job)), |(k, _)| id_hash(*k));

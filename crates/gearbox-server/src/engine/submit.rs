@@ -81,8 +81,10 @@ impl Engine {
                 .error(conn, "ARGUMENT_TOO_LARGE", "Unique value too large");
         }
         let func = self.functions.get_or_create(s.function);
-        if let Some(key) = coalesce_key(s.unique, s.data) {
-            if let Some(id) = self.jobs.find_unique(func, key) {
+        let key = coalesce_key(s.unique, s.data);
+        let key_hash = key.map(|key| self.jobs.unique_hash(func, key));
+        if let (Some(key), Some(hash)) = (key, key_hash) {
+            if let Some(id) = self.jobs.find_unique_hashed(func, key, hash) {
                 return self.join(conn, id, s.background);
             }
         }
@@ -105,7 +107,7 @@ impl Engine {
             s.reducer,
             s.data,
         );
-        let id = self.jobs.insert(job);
+        let id = self.jobs.insert_hashed(job, key_hash);
         if s.background {
             let stored = StoredJob {
                 id,
