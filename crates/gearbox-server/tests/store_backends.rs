@@ -14,40 +14,69 @@
 use gearbox_server::store::postgres::{Postgres, PostgresConfig, DEFAULT_TABLE};
 use gearbox_server::store::redis::{Redis, RedisConfig, DEFAULT_PREFIX};
 use gearbox_server::store::{Backend, Op, ReplaySource, Row};
+use protocol_tests::durable::{Outage, PostgresInstance, PostgresSetup, RedisInstance, RedisSetup};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------------------
-// Private servers
+// Private servers: protocol-tests' instances, and how these tests reach them
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Trust authentication, the encoding gearbox expects, and fsync as in use.
+fn start_postgres() -> PostgresInstance {
+    PostgresInstance::start_with(PostgresSetup {
+        fsync: true,
+        encoding: Some("UTF8"),
+    })
 }
 
-/// A fresh directory under `base`.
-fn temp_dir(base: &Path, name: &str) -> PathBuf {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = base.join(format!(
-        "gearbox-{name}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// In memory only: nothing is kept across a restart.
+fn start_redis(password: Option<&'static str>) -> RedisInstance {
+    RedisInstance::start_with(RedisSetup {
+        password,
+        append_only: false,
+    })
 }
 
-fn signal(child: &Child, signal: i32) {
-    // SAFETY: kill(2) on the pid of a child this test started and has not reaped.
-    unsafe {
-        libc::kill(child.id() as libc::pid_t, signal);
+trait PgServer {
+    fn client(&self) -> postgres::Client;
+    fn backend(&self, table: &str) -> Postgres;
+}
+
+impl PgServer for PostgresInstance {
+    fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.plain_conninfo(), postgres::NoTls).unwrap()
+    }
+
+    /// With no `connect_timeout` in the conninfo, so the store's own applies.
+    fn backend(&self, table: &str) -> Postgres {
+        Postgres::new(PostgresConfig {
+            conninfo: self.plain_conninfo(),
+            table: table.into(),
+        })
+    }
+}
+
+trait RedisServer {
+    fn client(&self) -> redis::RedisResult<redis::Connection>;
+    fn backend(&self, prefix: &str) -> Redis;
+}
+
+impl RedisServer for RedisInstance {
+    fn client(&self) -> redis::RedisResult<redis::Connection> {
+        let url = match self.password() {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port()),
+            None => format!("redis://127.0.0.1:{}/", self.port()),
+        };
+        redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(1))
+    }
+
+    fn backend(&self, prefix: &str) -> Redis {
+        Redis::new(RedisConfig {
+            host: "127.0.0.1".into(),
+            port: self.port(),
+            password: self.password().map(str::to_owned),
+            prefix: prefix.into(),
+        })
     }
 }
 
@@ -61,329 +90,17 @@ impl Stopped {
         unsafe { libc::kill(pid, libc::SIGSTOP) };
         Stopped(pid)
     }
+
+    /// The server itself (the postmaster, or redis-server).
+    fn server(pid: Option<u32>) -> Stopped {
+        Stopped::new(pid.expect("the server runs") as libc::pid_t)
+    }
 }
 
 impl Drop for Stopped {
     fn drop(&mut self) {
         // SAFETY: as above.
         unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
-
-/// Signals the child, waits up to 20 s for it to exit, then kills it.
-fn stop_child(child: &mut Child, sig: i32) {
-    signal(child, sig);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    })
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-/// A PostgreSQL cluster of our own: initdb in a temp dir, `postgres` on a
-/// free port, trust authentication for the user `gearbox`.
-struct PgServer {
-    dir: PathBuf,
-    bindir: PathBuf,
-    port: u16,
-    /// (uid, gid) of `postgres` when we run as root.
-    user: Option<(u32, u32)>,
-    child: Option<Child>,
-}
-
-fn postgres_bindir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("GEARBOX_PG_BINDIR") {
-        let dir = PathBuf::from(dir);
-        assert!(
-            dir.join("initdb").is_file() && dir.join("postgres").is_file(),
-            "GEARBOX_PG_BINDIR={} holds no initdb and postgres",
-            dir.display()
-        );
-        return dir;
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let version = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    if let Some((_, bin)) = versions.pop() {
-        return bin;
-    }
-    if let Some(initdb) = find_in_path("initdb") {
-        let initdb = std::fs::canonicalize(&initdb).unwrap_or(initdb);
-        return initdb.parent().unwrap().to_path_buf();
-    }
-    panic!(
-        "PostgreSQL server binaries (initdb, postgres) not found: these tests need them. \
-         Install the Debian package `postgresql` (protocol-tests/install-deps.sh does) \
-         or set GEARBOX_PG_BINDIR to the directory holding initdb and postgres."
-    );
-}
-
-fn postgres_user() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    // SAFETY: getpwnam returns null or a pointer to static storage, read at once.
-    let pw = unsafe { libc::getpwnam(c"postgres".as_ptr()) };
-    assert!(
-        !pw.is_null(),
-        "running as root, and PostgreSQL refuses to run as root, but there is no \
-         `postgres` user to run it as (the `postgresql` package creates one)"
-    );
-    // SAFETY: pw is not null.
-    unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
-}
-
-impl PgServer {
-    fn start() -> PgServer {
-        let bindir = postgres_bindir();
-        let user = postgres_user();
-        // The `postgres` user must reach the directory: $TMPDIR may be private to root.
-        let base = match user {
-            Some(_) => PathBuf::from("/tmp"),
-            None => std::env::temp_dir(),
-        };
-        let dir = temp_dir(&base, "pg");
-        if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).unwrap();
-        }
-        let mut server = PgServer {
-            dir,
-            bindir,
-            port: free_port(),
-            user,
-            child: None,
-        };
-        let status = server
-            .command("initdb")
-            .args([
-                "-D",
-                "data",
-                "-U",
-                "gearbox",
-                "-A",
-                "trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(server.dir.join("initdb.log")).unwrap())
-            .status()
-            .expect("run initdb");
-        assert!(
-            status.success(),
-            "initdb failed:\n{}",
-            log_tail(&server.dir.join("initdb.log"))
-        );
-        server.spawn();
-        server
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut command = Command::new(self.bindir.join(program));
-        command.current_dir(&self.dir);
-        if let Some((uid, gid)) = self.user {
-            use std::os::unix::process::CommandExt;
-            command.uid(uid).gid(gid);
-        }
-        command
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("postgres.log"))
-            .unwrap();
-        let child = self
-            .command("postgres")
-            .args(["-D", "data", "-p", &self.port.to_string(), "-k"])
-            .arg(&self.dir)
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                panic!(
-                    "postgres exited ({status}):\n{}",
-                    log_tail(&self.dir.join("postgres.log"))
-                );
-            }
-            if postgres::Client::connect(&self.conninfo(), postgres::NoTls).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "postgres did not come up:\n{}",
-                log_tail(&self.dir.join("postgres.log"))
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Fast shutdown: sessions are ended, as in a real outage.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, libc::SIGINT);
-        }
-    }
-
-    fn conninfo(&self) -> String {
-        format!(
-            "host=127.0.0.1 port={} user=gearbox dbname=postgres",
-            self.port
-        )
-    }
-
-    fn client(&self) -> postgres::Client {
-        postgres::Client::connect(&self.conninfo(), postgres::NoTls).unwrap()
-    }
-
-    fn backend(&self, table: &str) -> Postgres {
-        Postgres::new(PostgresConfig {
-            conninfo: self.conninfo(),
-            table: table.into(),
-        })
-    }
-}
-
-impl Drop for PgServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A Redis of our own, in memory only.
-struct RedisServer {
-    dir: PathBuf,
-    binary: PathBuf,
-    port: u16,
-    password: Option<String>,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    fn start(password: Option<&str>) -> RedisServer {
-        let binary = std::env::var_os("GEARBOX_REDIS_SERVER")
-            .map(PathBuf::from)
-            .filter(|p| p.is_file())
-            .or_else(|| find_in_path("redis-server"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "redis-server not found: these tests need it. Install the Debian package \
-                     `redis-server` (protocol-tests/install-deps.sh does) or set \
-                     GEARBOX_REDIS_SERVER to its path."
-                )
-            });
-        let mut server = RedisServer {
-            dir: temp_dir(&std::env::temp_dir(), "redis"),
-            binary,
-            port: free_port(),
-            password: password.map(str::to_owned),
-            child: None,
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let log = self.dir.join("redis.log");
-        let mut command = Command::new(&self.binary);
-        command
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .arg("--logfile")
-            .arg(&log);
-        if let Some(password) = &self.password {
-            command.args(["--requirepass", password]);
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                panic!("redis-server exited ({status}):\n{}", log_tail(&log));
-            }
-            if let Ok(mut conn) = self.client() {
-                if redis::cmd("PING").query::<()>(&mut conn).is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not come up:\n{}",
-                log_tail(&log)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            stop_child(&mut child, libc::SIGTERM);
-        }
-    }
-
-    fn client(&self) -> redis::RedisResult<redis::Connection> {
-        let url = match &self.password {
-            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
-            None => format!("redis://127.0.0.1:{}/", self.port),
-        };
-        redis::Client::open(url)?.get_connection_with_timeout(Duration::from_secs(1))
-    }
-
-    fn backend(&self, prefix: &str) -> Redis {
-        Redis::new(RedisConfig {
-            host: "127.0.0.1".into(),
-            port: self.port,
-            password: self.password.clone(),
-            prefix: prefix.into(),
-        })
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -642,12 +359,37 @@ fn mixed_batches<B: Backend>(name: &str, backend: impl Fn() -> B) {
     assert_eq!(replay(backend()).len(), 1000);
 }
 
+/// Takes the server down: every call of the writer fails, and at once. Then
+/// brings it back on the same port, and returns the row the writer wrote after.
+fn down_and_back<B: Backend>(server: &mut impl Outage, writer: &mut B) -> Row {
+    server.go_down();
+    let started = Instant::now();
+    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
+    assert!(writer.ping().is_err());
+    assert!(writer.connect().is_err());
+    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "an outage is noticed at once, took {:?}",
+        started.elapsed()
+    );
+
+    server.come_back();
+    writer.connect().expect("connect after the restart");
+    let after = row(b"after", b"f", 1, b"2", 0);
+    writer
+        .write(&[put(&after)])
+        .expect("write after the restart");
+    writer.ping().unwrap();
+    after
+}
+
 // ---------------------------------------------------------------------------
 // PostgreSQL
 
 #[test]
 fn postgres_keeps_and_replays_the_queue() {
-    let server = PgServer::start();
+    let server = start_postgres();
     round_trip(|| server.backend(DEFAULT_TABLE), true);
     big_batch("postgres", || server.backend("big"), true);
     mixed_batches("postgres", || server.backend("mixed"));
@@ -680,7 +422,7 @@ fn postgres_keeps_and_replays_the_queue() {
 
 #[test]
 fn postgres_reads_and_writes_a_table_gearmand_made() {
-    let server = PgServer::start();
+    let server = start_postgres();
     let mut client = server.client();
     // gearmand's statements, verbatim but for the table name (mixed case, as
     // a user might pass it to --libpq-table; unquoted, it is folded).
@@ -782,7 +524,7 @@ fn postgres_reads_and_writes_a_table_gearmand_made() {
 
 #[test]
 fn postgres_leaves_out_rows_it_cannot_hold() {
-    let server = PgServer::start();
+    let server = start_postgres();
     let mut writer = server.backend(DEFAULT_TABLE);
     writer.connect().unwrap();
     let good = row(b"good", b"f", 1, b"ok", 0);
@@ -801,7 +543,7 @@ fn postgres_leaves_out_rows_it_cannot_hold() {
 
 #[test]
 fn postgres_outage_fails_fast_and_recovers() {
-    let mut server = PgServer::start();
+    let mut server = start_postgres();
     let mut writer = server.backend(DEFAULT_TABLE);
     writer.connect().unwrap();
     let before = row(b"before", b"f", 1, b"1", 0);
@@ -834,7 +576,7 @@ fn postgres_outage_fails_fast_and_recovers() {
     // A server that accepts connections but does not answer: connecting
     // gives up in time.
     {
-        let _stopped = Stopped::new(server.child.as_ref().unwrap().id() as i32);
+        let _stopped = Stopped::server(server.pid());
         let started = Instant::now();
         assert!(writer.connect().is_err(), "connect to a stopped server");
         assert!(
@@ -845,25 +587,7 @@ fn postgres_outage_fails_fast_and_recovers() {
     }
     writer.connect().unwrap();
 
-    server.stop();
-    let started = Instant::now();
-    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
-    assert!(writer.ping().is_err());
-    assert!(writer.connect().is_err());
-    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "an outage is noticed at once, took {:?}",
-        started.elapsed()
-    );
-
-    server.spawn();
-    writer.connect().expect("connect after the restart");
-    let after = row(b"after", b"f", 1, b"2", 0);
-    writer
-        .write(&[put(&after)])
-        .expect("write after the restart");
-    writer.ping().unwrap();
+    let after = down_and_back(&mut server, &mut writer);
     assert_eq!(replay(server.backend(DEFAULT_TABLE)), vec![before, after]);
 }
 
@@ -872,7 +596,7 @@ fn postgres_outage_fails_fast_and_recovers() {
 
 #[test]
 fn redis_keeps_and_replays_the_queue() {
-    let server = RedisServer::start(None);
+    let server = start_redis(None);
     round_trip(|| server.backend(DEFAULT_PREFIX), false);
     big_batch("redis", || server.backend("big"), false);
     mixed_batches("redis", || server.backend("mixed"));
@@ -982,10 +706,10 @@ fn redis_keeps_and_replays_the_queue() {
 
 #[test]
 fn redis_outage_fails_fast_and_recovers() {
-    let mut server = RedisServer::start(Some("s3cret"));
+    let mut server = start_redis(Some("s3cret"));
     let mut wrong = Redis::new(RedisConfig {
         host: "127.0.0.1".into(),
-        port: server.port,
+        port: server.port(),
         password: Some("wrong".into()),
         prefix: DEFAULT_PREFIX.into(),
     });
@@ -999,7 +723,7 @@ fn redis_outage_fails_fast_and_recovers() {
 
     // A server that stops answering: ping and connect give up in time.
     {
-        let _stopped = Stopped::new(server.child.as_ref().unwrap().id() as i32);
+        let _stopped = Stopped::server(server.pid());
         let started = Instant::now();
         assert!(writer.ping().is_err(), "ping of a stopped server");
         assert!(writer.connect().is_err(), "connect to a stopped server");
@@ -1011,26 +735,8 @@ fn redis_outage_fails_fast_and_recovers() {
     }
     writer.connect().unwrap();
 
-    server.stop();
-    let started = Instant::now();
-    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
-    assert!(writer.ping().is_err());
-    assert!(writer.connect().is_err());
-    assert!(writer.write(&[put(&row(b"x", b"f", 1, b"", 0))]).is_err());
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "an outage is noticed at once, took {:?}",
-        started.elapsed()
-    );
-
-    // This Redis keeps nothing across a restart (--save ''), so only the
-    // row written after it is there.
-    server.spawn();
-    writer.connect().expect("connect after the restart");
-    let after = row(b"after", b"f", 1, b"2", 0);
-    writer
-        .write(&[put(&after)])
-        .expect("write after the restart");
-    writer.ping().unwrap();
+    // This Redis keeps nothing across a restart (--save '', no append-only
+    // file), so only the row written after it is there.
+    let after = down_and_back(&mut server, &mut writer);
     assert_eq!(replay(server.backend(DEFAULT_PREFIX)), vec![after]);
 }

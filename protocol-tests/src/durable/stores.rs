@@ -132,16 +132,48 @@ impl QueueStore for SqliteFile {
 }
 
 /// A private PostgreSQL cluster in a temp dir, on a free loopback port, run as the
-/// `postgres` user (initdb refuses root). Stopped (`-m immediate`) on drop.
+/// `postgres` user (initdb refuses root), superuser `postgres` with trust
+/// authentication. [`Outage`] stops it (`-m fast`) and starts it again on the same
+/// port. Stopped (`-m immediate`) on drop.
 pub struct PostgresInstance {
     bin: PathBuf,
     dir: PathBuf,
     port: u16,
+    setup: PostgresSetup,
     pub table: String,
 }
 
+/// How [`PostgresInstance::start_with`] makes and runs a cluster.
+#[derive(Clone, Copy, Debug)]
+pub struct PostgresSetup {
+    /// `false` runs it with `fsync=off`: faster, and a crash of postgres (not of
+    /// the machine) still loses nothing committed.
+    pub fsync: bool,
+    /// `initdb -E`; `None` takes the locale's encoding.
+    pub encoding: Option<&'static str>,
+}
+
+impl Default for PostgresSetup {
+    /// What [`PostgresInstance::start`] uses: `fsync=off`, the locale's encoding.
+    fn default() -> PostgresSetup {
+        PostgresSetup {
+            fsync: false,
+            encoding: None,
+        }
+    }
+}
+
+fn find_in_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
 /// The PostgreSQL server binaries (initdb, pg_ctl): `$GEARBOX_PG_BINDIR`, else the
-/// newest `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package).
+/// newest `/usr/lib/postgresql/<version>/bin` (Debian's `postgresql` package), else
+/// the directory of the `initdb` on `$PATH`.
 pub fn postgres_bindir() -> PathBuf {
     if let Some(dir) = std::env::var_os("GEARBOX_PG_BINDIR") {
         return PathBuf::from(dir);
@@ -157,12 +189,19 @@ pub fn postgres_bindir() -> PathBuf {
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin).unwrap_or_else(|| {
-        panic!(
-            "no /usr/lib/postgresql/*/bin/initdb: install Debian's `postgresql` \
-             (protocol-tests/install-deps.sh does) or set GEARBOX_PG_BINDIR"
-        )
-    })
+    if let Some((_, bin)) = versions.pop() {
+        return bin;
+    }
+    if let Some(initdb) = find_in_path("initdb") {
+        let initdb = fs::canonicalize(&initdb).unwrap_or(initdb);
+        if let Some(bin) = initdb.parent() {
+            return bin.to_path_buf();
+        }
+    }
+    panic!(
+        "no /usr/lib/postgresql/*/bin/initdb: install Debian's `postgresql` \
+         (protocol-tests/install-deps.sh does) or set GEARBOX_PG_BINDIR"
+    )
 }
 
 fn as_postgres(program: &Path, args: &[&str]) -> Command {
@@ -197,7 +236,12 @@ fn run_ok(cmd: Command, what: &str) -> Result<String, String> {
 }
 
 impl PostgresInstance {
+    /// A cluster as [`PostgresSetup::default`] makes it.
     pub fn start() -> PostgresInstance {
+        PostgresInstance::start_with(PostgresSetup::default())
+    }
+
+    pub fn start_with(setup: PostgresSetup) -> PostgresInstance {
         let bin = postgres_bindir();
         assert!(
             bin.join("initdb").is_file() && bin.join("pg_ctl").is_file(),
@@ -212,13 +256,15 @@ impl PostgresInstance {
             bin,
             dir,
             port: 0,
+            setup,
             table: "queue".to_owned(),
         };
         let data = pg.data();
-        let initdb = as_postgres(
-            &pg.bin.join("initdb"),
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
+        let mut args = vec!["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"];
+        if let Some(encoding) = setup.encoding {
+            args.extend(["-E", encoding]);
+        }
+        let initdb = as_postgres(&pg.bin.join("initdb"), &args);
         run_ok(initdb, "initdb").unwrap_or_else(|e| panic!("{e}"));
         let mut failures = Vec::new();
         for _ in 0..4 {
@@ -236,11 +282,14 @@ impl PostgresInstance {
     }
 
     fn pg_ctl_start(&self) -> Result<(), String> {
-        let opts = format!(
-            "-p {} -k {} -c listen_addresses={HOST} -c fsync=off",
+        let mut opts = format!(
+            "-p {} -k {} -c listen_addresses={HOST}",
             self.port,
             self.dir.display()
         );
+        if !self.setup.fsync {
+            opts.push_str(" -c fsync=off");
+        }
         let log = self.dir.join("postgres.log");
         let log_s = log.to_string_lossy().into_owned();
         let data = self.data();
@@ -258,11 +307,27 @@ impl PostgresInstance {
         run_ok(as_postgres(&self.bin.join("pg_ctl"), &args), "pg_ctl stop").map(drop)
     }
 
+    /// For the test's own clients: gives up connecting after 2 s.
     pub fn conninfo(&self) -> String {
+        format!("{} connect_timeout=2", self.plain_conninfo())
+    }
+
+    /// Without `connect_timeout`, so that a client's own default applies.
+    pub fn plain_conninfo(&self) -> String {
         format!(
-            "host={HOST} port={} user=postgres dbname=postgres connect_timeout=2",
+            "host={HOST} port={} user=postgres dbname=postgres",
             self.port
         )
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's pid (from `postmaster.pid`), while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        let text = fs::read_to_string(self.dir.join("data").join("postmaster.pid")).ok()?;
+        text.lines().next()?.trim().parse().ok()
     }
 }
 
@@ -310,22 +375,64 @@ impl Drop for PostgresInstance {
     }
 }
 
-/// A private redis-server on a free loopback port, its data in a temp dir. Its
-/// append-only file is synced on every write, so a restart (see [`Outage`]) keeps
-/// what gearboxd committed. Killed on drop.
+/// A private redis-server on a free loopback port, its data in a temp dir. By
+/// default its append-only file is synced on every write, so a restart (see
+/// [`Outage`]) keeps what gearboxd committed. Killed on drop.
 pub struct RedisInstance {
     process: Option<crate::BackgroundProcess>,
+    binary: String,
     dir: PathBuf,
     port: u16,
+    setup: RedisSetup,
     pub prefix: String,
 }
 
+/// How [`RedisInstance::start_with`] runs redis-server.
+#[derive(Clone, Copy, Debug)]
+pub struct RedisSetup {
+    /// `--requirepass`.
+    pub password: Option<&'static str>,
+    /// `--appendonly yes` (synced always); `false` keeps nothing across a restart.
+    pub append_only: bool,
+}
+
+impl Default for RedisSetup {
+    /// What [`RedisInstance::start`] uses: no password, the append-only file.
+    fn default() -> RedisSetup {
+        RedisSetup {
+            password: None,
+            append_only: true,
+        }
+    }
+}
+
+/// `$GEARBOX_REDIS_SERVER`, else the `redis-server` on `$PATH`.
+pub fn redis_server_binary() -> PathBuf {
+    std::env::var_os("GEARBOX_REDIS_SERVER")
+        .map(PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(|| find_in_path("redis-server"))
+        .unwrap_or_else(|| {
+            panic!(
+                "redis-server not found: install Debian's `redis-server` \
+                 (protocol-tests/install-deps.sh does) or set GEARBOX_REDIS_SERVER to its path"
+            )
+        })
+}
+
 impl RedisInstance {
+    /// A server as [`RedisSetup::default`] runs it.
     pub fn start() -> RedisInstance {
+        RedisInstance::start_with(RedisSetup::default())
+    }
+
+    pub fn start_with(setup: RedisSetup) -> RedisInstance {
         let mut redis = RedisInstance {
             process: None,
+            binary: redis_server_binary().to_string_lossy().into_owned(),
             dir: unique_temp_dir("redis"),
             port: 0,
+            setup,
             prefix: "gbtest".to_owned(),
         };
         let mut failures = Vec::new();
@@ -339,13 +446,15 @@ impl RedisInstance {
         panic!("redis-server did not start:\n{}", failures.join("\n"));
     }
 
-    /// Starts redis-server on `self.port` and waits until it answers PING.
+    /// Starts redis-server on `self.port` and waits until it answers PING (or,
+    /// with a password, AUTH).
     fn spawn(&mut self) -> Result<(), String> {
         let (port, dir) = (
             self.port.to_string(),
             self.dir.to_string_lossy().into_owned(),
         );
-        let args = [
+        let append_only = if self.setup.append_only { "yes" } else { "no" };
+        let mut args = vec![
             "--port",
             &port,
             "--bind",
@@ -353,17 +462,24 @@ impl RedisInstance {
             "--save",
             "",
             "--appendonly",
-            "yes",
+            append_only,
             "--appendfsync",
             "always",
             "--dir",
             &dir,
         ];
+        let (probe, ok): (Vec<&str>, &[u8]) = match self.setup.password {
+            Some(password) => {
+                args.extend(["--requirepass", password]);
+                (vec!["AUTH", password], b"+OK")
+            }
+            None => (vec!["PING"], b"+PONG"),
+        };
         let label = format!("redis-server-{port}");
-        let mut process = crate::BackgroundProcess::spawn(&label, "redis-server", &args, &self.dir);
+        let mut process = crate::BackgroundProcess::spawn(&label, &self.binary, &args, &self.dir);
         let ready = Instant::now() + Duration::from_secs(10);
         while Instant::now() < ready {
-            if matches!(redis_command(self.port, &["PING"]), Ok(r) if r.starts_with(b"+PONG")) {
+            if matches!(redis_command(self.port, &probe), Ok(r) if r.starts_with(ok)) {
                 self.process = Some(process);
                 return Ok(());
             }
@@ -375,6 +491,17 @@ impl RedisInstance {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    pub fn password(&self) -> Option<&'static str> {
+        self.setup.password
+    }
+
+    /// The server's pid, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process
+            .as_ref()
+            .and_then(crate::BackgroundProcess::pid)
     }
 }
 
@@ -477,7 +604,7 @@ impl QueueStore for RedisInstance {
 }
 
 impl Outage for RedisInstance {
-    /// SIGKILL: with `appendfsync always` nothing acknowledged is lost.
+    /// SIGKILL: with the append-only file synced always, nothing acknowledged is lost.
     fn go_down(&mut self) {
         if let Some(mut p) = self.process.take() {
             p.kill();
