@@ -180,6 +180,20 @@ impl Meter {
         let ours = children_cpu_s() - self.children_s;
         (self.at.elapsed().as_secs_f64(), (busy - ours).max(0.0))
     }
+
+    /// Stops the meter (after the children are reaped) and makes the run's
+    /// log entry.
+    pub fn log(&self, label: String, start_s: f64, ok: bool) -> RunLog {
+        let (wall_s, foreign_cpu_s) = self.stop();
+        RunLog {
+            label,
+            start_s,
+            wall_s,
+            load1: self.load1,
+            foreign_cpu_s,
+            ok,
+        }
+    }
 }
 
 /// Busy CPU seconds of the whole machine since boot: user, nice, system and
@@ -232,4 +246,26 @@ pub fn outside_load_summary(log: &[RunLog]) -> String {
             100.0 * share
         ))
     )
+}
+
+/// The collapsed run log table at the end of a report.
+pub fn run_log_section(md: &mut String, log: &[RunLog]) {
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        md,
+        "\n<details><summary>Run log</summary>\n\n| Run | Started at, s | Wall, s | Load average (1 min) at start | CPU-s used by other processes (user+system+steal) | OK |\n|---|--:|--:|--:|--:|---|"
+    );
+    for r in log {
+        let _ = writeln!(
+            md,
+            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} |",
+            r.label,
+            r.start_s,
+            r.wall_s,
+            r.load1,
+            r.foreign_cpu_s,
+            if r.ok { "yes" } else { "no" }
+        );
+    }
+    let _ = writeln!(md, "\n</details>");
 }

@@ -10,12 +10,19 @@
 //! * [`client`] / [`worker`]: the submit loops and the worker loop the scenarios
 //!   are built from.
 //! * [`scenarios`]: the scenarios themselves and their [`report::Report`].
+//! * [`runner`]: the child processes `compare` and `durable` start (servers,
+//!   load programs) and the end of their runs.
+//! * [`compare_specs`]: the scenarios of the `compare` binary.
+//! * [`durable`]: the servers, replay and report of the `durable` binary.
 
 pub mod client;
+pub mod compare_specs;
 pub mod conn;
+pub mod durable;
 pub mod harness;
 pub mod procstat;
 pub mod report;
+pub mod runner;
 pub mod scenarios;
 pub mod stats;
 pub mod worker;

@@ -7,15 +7,19 @@
 //! alternate, and which goes first alternates between runs.
 
 use clap::Parser;
+use gearbox_benches::compare_specs::{specs, Better, Kind, Program, Spec};
 use gearbox_benches::harness::{
-    command_output, fmt_num, free_port, machine_facts, median, outside_load_summary, tail, Meter,
-    RunLog,
+    command_output, fmt_num, free_port, machine_facts, median, outside_load_summary,
+    run_log_section, Meter, RunLog,
+};
+use gearbox_benches::runner::{
+    binaries_present, gearmand_command, log_to, scratch_dir, terminate, wait_ready, Finish,
+    LoadOutcome, LoadRun,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -50,384 +54,6 @@ struct Args {
     /// Keep the scratch directory (server logs, raw JSON) even on success.
     #[arg(long)]
     keep: bool,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
-enum Kind {
-    Gearbox,
-    Gearmand,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Gearbox => "gearbox",
-            Kind::Gearmand => "gearmand",
-        }
-    }
-}
-
-#[derive(Clone, Copy)]
-enum Better {
-    Higher,
-    Lower,
-    Info,
-}
-
-/// How a figure is shown: JSON key, label, direction, and a scale for units.
-struct Row {
-    key: &'static str,
-    label: String,
-    better: Better,
-    /// Multiply the JSON value by this (e.g. KiB → MiB).
-    scale: f64,
-    decimals: usize,
-}
-
-fn row(key: &'static str, label: impl Into<String>, better: Better, decimals: usize) -> Row {
-    Row {
-        key,
-        label: label.into(),
-        better,
-        scale: 1.0,
-        decimals,
-    }
-}
-
-fn mib(key: &'static str, label: impl Into<String>) -> Row {
-    Row {
-        key,
-        label: label.into(),
-        better: Better::Lower,
-        scale: 1.0 / 1024.0,
-        decimals: 1,
-    }
-}
-
-/// The load program a scenario runs.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Program {
-    /// `loadgen`, which speaks the protocol itself.
-    Loadgen,
-    /// `libgearman_submit` (benches/c/libgearman_submit.c), built by
-    /// `benches/compare` with `cc ... -lgearman`: real libgearman client code.
-    LibgearmanSubmit,
-}
-
-impl Program {
-    fn bin(self) -> &'static str {
-        match self {
-            Program::Loadgen => "loadgen",
-            Program::LibgearmanSubmit => "libgearman_submit",
-        }
-    }
-}
-
-struct Spec {
-    id: &'static str,
-    title: String,
-    program: Program,
-    args: Vec<String>,
-    /// gearboxd over its unix socket (gearmand has none, so it stays on TCP).
-    gearbox_unix: bool,
-    deadline_s: u64,
-    rows: Vec<Row>,
-}
-
-fn args(s: &str) -> Vec<String> {
-    s.split_whitespace().map(str::to_string).collect()
-}
-
-fn specs(quick: bool) -> Vec<Spec> {
-    let n = |full: u64, small: u64| if quick { small } else { full };
-    let settle = if quick { 2 } else { 10 };
-    let submit_rows = || {
-        vec![
-            row("jobs_per_s", "jobs/s", Better::Higher, 0),
-            row(
-                "jobs_per_server_cpu_s",
-                "jobs per server CPU-second",
-                Better::Higher,
-                0,
-            ),
-            mib(
-                "server_rss_queued_kib",
-                "server RSS with the jobs queued, MiB",
-            ),
-        ]
-    };
-    let latency_rows = || {
-        vec![
-            row("p50_us", "p50 submit→JOB_CREATED, µs", Better::Lower, 1),
-            row("p99_us", "p99 submit→JOB_CREATED, µs", Better::Lower, 1),
-            row("p999_us", "p99.9 submit→JOB_CREATED, µs", Better::Lower, 1),
-            row("jobs_per_s", "jobs/s (one at a time)", Better::Higher, 0),
-            row(
-                "jobs_per_server_cpu_s",
-                "jobs per server CPU-second",
-                Better::Higher,
-                0,
-            ),
-        ]
-    };
-    let memory_rows = || {
-        let mut rows = vec![
-            mib("rss_before_kib", "RSS before, MiB"),
-            mib("rss_peak_kib", "RSS at peak, MiB"),
-            row(
-                "rss_per_job_bytes",
-                "RSS per queued job, bytes",
-                Better::Lower,
-                0,
-            ),
-            row("fill_jobs_per_s", "fill: jobs/s overall", Better::Higher, 0),
-        ];
-        const SLICES: [(&str, &str); 10] = [
-            (
-                "fill_slice_01_jobs_per_s",
-                "fill: jobs/s, 0–10% of the queue",
-            ),
-            ("fill_slice_02_jobs_per_s", "fill: jobs/s, 10–20%"),
-            ("fill_slice_03_jobs_per_s", "fill: jobs/s, 20–30%"),
-            ("fill_slice_04_jobs_per_s", "fill: jobs/s, 30–40%"),
-            ("fill_slice_05_jobs_per_s", "fill: jobs/s, 40–50%"),
-            ("fill_slice_06_jobs_per_s", "fill: jobs/s, 50–60%"),
-            ("fill_slice_07_jobs_per_s", "fill: jobs/s, 60–70%"),
-            ("fill_slice_08_jobs_per_s", "fill: jobs/s, 70–80%"),
-            ("fill_slice_09_jobs_per_s", "fill: jobs/s, 80–90%"),
-            ("fill_slice_10_jobs_per_s", "fill: jobs/s, 90–100%"),
-        ];
-        for (key, label) in SLICES {
-            rows.push(row(key, label, Better::Higher, 0));
-        }
-        rows.extend([
-            row(
-                "fill_jobs_per_server_cpu_s",
-                "fill: jobs per server CPU-second",
-                Better::Higher,
-                0,
-            ),
-            row(
-                "drain_jobs_per_s",
-                "drain (4 workers): jobs/s",
-                Better::Higher,
-                0,
-            ),
-            row(
-                "drain_jobs_per_server_cpu_s",
-                "drain: jobs per server CPU-second",
-                Better::Higher,
-                0,
-            ),
-            mib(
-                "rss_after_drain_kib",
-                format!("RSS {settle} s after the drain, MiB"),
-            ),
-        ]);
-        rows
-    };
-    let submit = n(200_000, 10_000);
-    let mem = n(1_000_000, 50_000);
-    vec![
-        Spec {
-            program: Program::Loadgen,
-            id: "submit-bg",
-            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, no unique"),
-            args: args(&format!(
-                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique none"
-            )),
-            gearbox_unix: false,
-            deadline_s: 120,
-            rows: submit_rows(),
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "submit-bg-uuid",
-            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, uuid uniques"),
-            args: args(&format!(
-                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique uuid"
-            )),
-            gearbox_unix: false,
-            deadline_s: 120,
-            rows: submit_rows(),
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "submit-bg-w1",
-            title: format!("submit-bg, 8 conns × window 1, {} jobs, 100 B", n(100_000, 5_000)),
-            args: args(&format!(
-                "--scenario submit-bg --connections 8 --window 1 --jobs {} --payload 100 --unique none",
-                n(100_000, 5_000)
-            )),
-            gearbox_unix: false,
-            deadline_s: 120,
-            rows: submit_rows(),
-        },
-        Spec {
-            program: Program::LibgearmanSubmit,
-            id: "submit-bg-libgearman",
-            title: format!(
-                "background submit through libgearman (add_task_background × 100, then run_tasks, repeated), 4 clients (threads, one connection each), {submit} jobs, 100 B, uuid uniques generated by libgearman"
-            ),
-            args: args(&format!(
-                "--clients 4 --batch 100 --jobs {submit} --payload 100 --duration 60"
-            )),
-            gearbox_unix: false,
-            deadline_s: 120,
-            rows: vec![
-                row("jobs_per_s", "jobs/s", Better::Higher, 0),
-                row(
-                    "jobs_per_server_cpu_s",
-                    "jobs per server CPU-second",
-                    Better::Higher,
-                    0,
-                ),
-                row(
-                    "server_cpu_us_per_job",
-                    "server CPU µs per job",
-                    Better::Lower,
-                    2,
-                ),
-                row(
-                    "client_cpu_us_per_job",
-                    "client (libgearman) CPU µs per job",
-                    Better::Info,
-                    2,
-                ),
-                mib(
-                    "server_rss_queued_kib",
-                    "server RSS with the jobs queued, MiB",
-                ),
-            ],
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "drain",
-            title: format!("drain, {submit} queued jobs, 4 workers × 2 GRABs outstanding"),
-            args: args(&format!(
-                "--scenario drain --connections 8 --window 32 --jobs {submit} --payload 100 --workers 4 --grab-window 2"
-            )),
-            gearbox_unix: false,
-            deadline_s: 180,
-            rows: vec![
-                row("drain_jobs_per_s", "drain jobs/s", Better::Higher, 0),
-                row(
-                    "jobs_per_server_cpu_s",
-                    "drained jobs per server CPU-second",
-                    Better::Higher,
-                    0,
-                ),
-                row("fill_jobs_per_s", "fill jobs/s", Better::Higher, 0),
-            ],
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "roundtrip",
-            title: format!(
-                "roundtrip, 4 clients × window 16, 4 echo workers, {} jobs",
-                n(100_000, 5_000)
-            ),
-            args: args(&format!(
-                "--scenario roundtrip --clients 4 --workers 4 --window 16 --jobs {} --payload 100",
-                n(100_000, 5_000)
-            )),
-            gearbox_unix: false,
-            deadline_s: 180,
-            rows: vec![
-                row("jobs_per_s", "jobs/s", Better::Higher, 0),
-                row("p50_us", "p50 submit→WORK_COMPLETE, µs", Better::Lower, 0),
-                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
-                row("p999_us", "p99.9 submit→WORK_COMPLETE, µs", Better::Lower, 0),
-                row(
-                    "jobs_per_server_cpu_s",
-                    "jobs per server CPU-second",
-                    Better::Higher,
-                    0,
-                ),
-            ],
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "coalesce",
-            title: format!(
-                "coalesce, 8 conns × window 16 over 100 uniques, 4 workers, {} submits",
-                n(100_000, 5_000)
-            ),
-            args: args(&format!(
-                "--scenario coalesce --connections 8 --window 16 --uniques 100 --workers 4 --jobs {} --payload 100",
-                n(100_000, 5_000)
-            )),
-            gearbox_unix: false,
-            deadline_s: 180,
-            rows: vec![
-                row("submits_per_s", "submits/s", Better::Higher, 0),
-                row("distinct_handles", "distinct handles created", Better::Info, 0),
-                row("submits", "submits answered", Better::Info, 0),
-                row(
-                    "submits_per_handle",
-                    "submits per handle",
-                    Better::Info,
-                    2,
-                ),
-                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
-                row(
-                    "jobs_per_server_cpu_s",
-                    "submits per server CPU-second",
-                    Better::Higher,
-                    0,
-                ),
-            ],
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "latency-tcp",
-            title: format!("latency, TCP vs TCP, 1 conn × window 1, {} jobs", n(20_000, 2_000)),
-            args: args(&format!(
-                "--scenario latency --jobs {} --payload 100",
-                n(20_000, 2_000)
-            )),
-            gearbox_unix: false,
-            deadline_s: 120,
-            rows: latency_rows(),
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "latency-unix",
-            title: format!(
-                "latency, gearbox unix socket vs gearmand TCP, 1 conn × window 1, {} jobs",
-                n(20_000, 2_000)
-            ),
-            args: args(&format!(
-                "--scenario latency --jobs {} --payload 100",
-                n(20_000, 2_000)
-            )),
-            gearbox_unix: true,
-            deadline_s: 120,
-            rows: latency_rows(),
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "memory",
-            title: format!("memory, {mem} jobs × 100 B, no unique"),
-            args: args(&format!(
-                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique none --workers 4 --settle {settle}"
-            )),
-            gearbox_unix: false,
-            deadline_s: 300,
-            rows: memory_rows(),
-        },
-        Spec {
-            program: Program::Loadgen,
-            id: "memory-uuid",
-            title: format!("memory, {mem} jobs × 100 B, 36-byte uniques"),
-            args: args(&format!(
-                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique uuid --workers 4 --settle {settle}"
-            )),
-            gearbox_unix: false,
-            deadline_s: 300,
-            rows: memory_rows(),
-        },
-    ]
 }
 
 /// Where libuuid (util-linux) asks uuidd for time-based uuids.
@@ -520,17 +146,13 @@ impl Server {
         let mut unix = None;
         match kind {
             Kind::Gearmand => {
-                cmd = Command::new(&args.gearmand);
-                cmd.args(["-t", "4", "--hashtable-buckets", "1000003", "-p"])
-                    .arg(port.to_string())
-                    .args(["-L", "127.0.0.1", "-l"])
-                    .arg(&log)
-                    .arg("-P")
-                    .arg(dir.join(format!("gearmand-{seq}.pid")));
-                let out = File::create(dir.join(format!("gearmand-{seq}.out")))
-                    .map_err(|e| format!("cannot create a log file in {}: {e}", dir.display()))?;
-                cmd.stdout(out.try_clone().map_err(|e| e.to_string())?)
-                    .stderr(out);
+                cmd = gearmand_command(
+                    &args.gearmand,
+                    port,
+                    &log,
+                    &dir.join(format!("gearmand-{seq}.pid")),
+                    &dir.join(format!("gearmand-{seq}.out")),
+                )?;
             }
             Kind::Gearbox => {
                 let sock = dir.join(format!("gearbox-{seq}.sock"));
@@ -541,10 +163,7 @@ impl Server {
                     .arg(&sock)
                     // In memory, as gearmand runs here.
                     .args(["-l", "stderr", "-q", "builtin"]);
-                let out = File::create(&log)
-                    .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-                cmd.stdout(out.try_clone().map_err(|e| e.to_string())?)
-                    .stderr(out);
+                log_to(&mut cmd, &log)?;
                 unix = Some(sock);
             }
         }
@@ -564,33 +183,14 @@ impl Server {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!(
-                    "{} exited during startup ({status}); log {}:\n{}",
-                    self.kind.name(),
-                    self.log.display(),
-                    tail(&self.log)
-                ));
-            }
-            let tcp_ok = std::net::TcpStream::connect(&self.tcp).is_ok();
-            let unix_ok = self
-                .unix
-                .as_ref()
-                .is_none_or(|p| std::os::unix::net::UnixStream::connect(p).is_ok());
-            if tcp_ok && unix_ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "{} not accepting connections on {} after 15 s",
-                    self.kind.name(),
-                    self.tcp
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_ready(
+            &mut self.child,
+            self.kind.name(),
+            &self.log,
+            &self.tcp,
+            self.unix.as_deref(),
+            Duration::from_millis(20),
+        )
     }
 
     fn target(&self, unix: bool) -> String {
@@ -603,144 +203,41 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let pid = self.child.id() as libc::pid_t;
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: plain kill(2) of our own child, which has not been reaped.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                eprintln!(
-                    "compare: {} (pid {pid}) ignored SIGTERM for 10 s; killing it",
-                    self.kind.name()
-                );
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        let who = format!("compare: {}", self.kind.name());
+        terminate(
+            &mut self.child,
+            Duration::from_secs(10),
+            Duration::from_millis(20),
+            &who,
+        );
         if let Some(sock) = &self.unix {
             let _ = std::fs::remove_file(sock);
         }
     }
 }
 
-struct RunOutcome {
-    json: Option<Value>,
-    problem: Option<String>,
-}
-
-/// Runs the scenario's load program (loadgen or libgearman_submit, which take
-/// the same `--server`, `--server-pid`, `--deadline`, `--json` and `--label`)
-/// once; kills it if it outlives its own deadline by 30 s.
+/// Runs the scenario's load program once against `server`.
 fn run_loadgen(
     bin_dir: &Path,
     spec: &Spec,
     server: &Server,
     dir: &Path,
     label: &str,
-) -> RunOutcome {
+) -> LoadOutcome {
     let target = server.target(spec.gearbox_unix && server.kind == Kind::Gearbox);
-    let out_path = dir.join(format!("{label}.out"));
-    let err_path = dir.join(format!("{label}.err"));
-    let loadgen = bin_dir.join(spec.program.bin());
-    let mut cmd = Command::new(&loadgen);
-    cmd.args(&spec.args)
-        .args(["--server", &target, "--server-pid"])
-        .arg(server.pid().to_string())
-        .args([
-            "--deadline",
-            &spec.deadline_s.to_string(),
-            "--json",
-            "--label",
-            label,
-        ])
-        .stdin(Stdio::null());
-    let command_line = format!(
-        "{} {} --server {target} --server-pid {} --deadline {} --json",
-        spec.program.bin(),
-        spec.args.join(" "),
-        server.pid(),
-        spec.deadline_s
-    );
-    let (Ok(out), Ok(err)) = (File::create(&out_path), File::create(&err_path)) else {
-        return RunOutcome {
-            json: None,
-            problem: Some(format!("cannot create output files in {}", dir.display())),
-        };
-    };
-    cmd.stdout(out).stderr(err);
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return RunOutcome {
-                json: None,
-                problem: Some(format!("cannot start {}: {e}", loadgen.display())),
-            }
-        }
-    };
-    let limit = Instant::now() + Duration::from_secs(spec.deadline_s + 30);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => break None,
-        }
-    };
-    let mut stdout = String::new();
-    let _ = File::open(&out_path).and_then(|mut f| f.read_to_string(&mut stdout));
-    let json = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .and_then(|l| serde_json::from_str::<Value>(l).ok());
-    if let Some(human) = stdout.lines().find(|l| !l.starts_with('{')) {
-        eprintln!("    {human}");
+    LoadRun {
+        program: &bin_dir.join(spec.program.bin()),
+        name: spec.program.bin(),
+        args: &spec.args,
+        target: &target,
+        server_pid: server.pid(),
+        server_log: &server.log,
+        dir,
+        label,
+        deadline_s: spec.deadline_s,
+        poll: Duration::from_millis(50),
     }
-    let mut problems = Vec::new();
-    match status {
-        None => problems.push(format!(
-            "loadgen did not exit within {} s and was killed",
-            spec.deadline_s + 30
-        )),
-        Some(s) if !s.success() => problems.push(format!(
-            "loadgen exited with {s}; stderr: {}",
-            tail(&err_path)
-        )),
-        _ => {}
-    }
-    if let Some(j) = &json {
-        if let Some(e) = j["error"].as_str() {
-            problems.push(format!("error: {e}"));
-        }
-        if let Some(a) = j["anomalies"].as_array() {
-            for x in a {
-                problems.push(format!("anomaly: {}", x.as_str().unwrap_or("?")));
-            }
-        }
-    } else {
-        problems.push("no JSON line in loadgen's output".to_string());
-    }
-    let failed = json.as_ref().is_none_or(|j| j["ok"] != Value::Bool(true));
-    RunOutcome {
-        json: if failed { None } else { json },
-        problem: (!problems.is_empty()).then(|| {
-            format!(
-                "{label}: {} (server log: {}; command: `{command_line}`)",
-                problems.join("; "),
-                server.log.display()
-            )
-        }),
-    }
+    .run()
 }
 
 type Runs = BTreeMap<(usize, Kind), Vec<Value>>;
@@ -920,23 +417,7 @@ fn report(
         }
     }
     let _ = writeln!(md, "\n</details>");
-    let _ = writeln!(
-        md,
-        "\n<details><summary>Run log</summary>\n\n| Run | Started at, s | Wall, s | Load average (1 min) at start | CPU-s used by other processes (user+system+steal) | OK |\n|---|--:|--:|--:|--:|---|"
-    );
-    for r in log {
-        let _ = writeln!(
-            md,
-            "| {} | {:.0} | {:.1} | {:.2} | {:.2} | {} |",
-            r.label,
-            r.start_s,
-            r.wall_s,
-            r.load1,
-            r.foreign_cpu_s,
-            if r.ok { "yes" } else { "no" }
-        );
-    }
-    let _ = writeln!(md, "\n</details>");
+    run_log_section(&mut md, log);
     md
 }
 
@@ -1019,21 +500,12 @@ fn main() -> ExitCode {
             present
         })
         .collect();
-    let loadgen = args.bin_dir.join("loadgen");
-    for bin in [&loadgen, &args.bin_dir.join("gearboxd")] {
-        if !bin.exists() {
-            eprintln!(
-                "compare: {} not found; build with `cargo build --release -p gearboxd -p gearbox-benches`",
-                bin.display()
-            );
-            return ExitCode::FAILURE;
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("gearbox-compare-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir_all(&dir) {
-        eprintln!("compare: cannot create {}: {e}", dir.display());
+    if !binaries_present("compare", &args.bin_dir) {
         return ExitCode::FAILURE;
     }
+    let Some(dir) = scratch_dir("compare") else {
+        return ExitCode::FAILURE;
+    };
     let mut facts = machine_facts(&args.gearmand, &args.bin_dir);
     let libgearman = specs.iter().any(|s| s.program == Program::LibgearmanSubmit);
     if libgearman {
@@ -1097,22 +569,8 @@ fn main() -> ExitCode {
                 let outcome = run_loadgen(&args.bin_dir, spec, &server, &dir, &label);
                 drop(server);
                 drop(uuidd);
-                let (wall_s, foreign_cpu_s) = meter.stop();
-                log.push(RunLog {
-                    label: label.clone(),
-                    start_s,
-                    wall_s,
-                    load1: meter.load1,
-                    foreign_cpu_s,
-                    ok: outcome.json.is_some(),
-                });
-                if let Some(p) = outcome.problem {
-                    eprintln!("    PROBLEM: {p}");
-                    problems.push(p);
-                }
-                if let Some(j) = outcome.json {
-                    raw.push_str(&j.to_string());
-                    raw.push('\n');
+                log.push(meter.log(label.clone(), start_s, outcome.json.is_some()));
+                if let Some(j) = outcome.record(&mut problems, &mut raw) {
                     runs.entry((i, kind)).or_default().push(j);
                 }
             }
@@ -1129,33 +587,16 @@ fn main() -> ExitCode {
         n_runs,
         &log,
     );
-    println!("{md}");
-    let out = args
-        .out
-        .clone()
-        .or_else(|| (!args.quick).then(|| PathBuf::from("benches/RESULTS.md")));
-    if let Some(out) = out {
-        match std::fs::write(&out, &md) {
-            Ok(()) => eprintln!("compare: wrote {}", out.display()),
-            Err(e) => {
-                eprintln!("compare: cannot write {}: {e}", out.display());
-                return ExitCode::FAILURE;
-            }
-        }
+    Finish {
+        program: "compare",
+        md: &md,
+        out: args.out.clone(),
+        default_out: "benches/RESULTS.md",
+        quick: args.quick,
+        keep: args.keep,
+        started,
+        problems: problems.len(),
+        dir: &dir,
     }
-    eprintln!(
-        "compare: finished in {:.0} s{}",
-        started.elapsed().as_secs_f64(),
-        if problems.is_empty() {
-            String::new()
-        } else {
-            format!(", {} problem(s) noted in the report", problems.len())
-        }
-    );
-    if problems.is_empty() && !args.keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        eprintln!("compare: logs and raw JSON kept in {}", dir.display());
-    }
-    ExitCode::SUCCESS
+    .run()
 }

@@ -1,0 +1,380 @@
+//! The scenarios of the `compare` binary: which load program runs with which
+//! options, and the figures its report shows for each.
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Kind {
+    Gearbox,
+    Gearmand,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Gearbox => "gearbox",
+            Kind::Gearmand => "gearmand",
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum Better {
+    Higher,
+    Lower,
+    Info,
+}
+
+/// How a figure is shown: JSON key, label, direction, and a scale for units.
+pub struct Row {
+    pub key: &'static str,
+    pub label: String,
+    pub better: Better,
+    /// Multiply the JSON value by this (e.g. KiB → MiB).
+    pub scale: f64,
+    pub decimals: usize,
+}
+
+pub fn row(key: &'static str, label: impl Into<String>, better: Better, decimals: usize) -> Row {
+    Row {
+        key,
+        label: label.into(),
+        better,
+        scale: 1.0,
+        decimals,
+    }
+}
+
+pub fn mib(key: &'static str, label: impl Into<String>) -> Row {
+    Row {
+        key,
+        label: label.into(),
+        better: Better::Lower,
+        scale: 1.0 / 1024.0,
+        decimals: 1,
+    }
+}
+
+/// The load program a scenario runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Program {
+    /// `loadgen`, which speaks the protocol itself.
+    Loadgen,
+    /// `libgearman_submit` (benches/c/libgearman_submit.c), built by
+    /// `benches/compare` with `cc ... -lgearman`: real libgearman client code.
+    LibgearmanSubmit,
+}
+
+impl Program {
+    pub fn bin(self) -> &'static str {
+        match self {
+            Program::Loadgen => "loadgen",
+            Program::LibgearmanSubmit => "libgearman_submit",
+        }
+    }
+}
+
+pub struct Spec {
+    pub id: &'static str,
+    pub title: String,
+    pub program: Program,
+    pub args: Vec<String>,
+    /// gearboxd over its unix socket (gearmand has none, so it stays on TCP).
+    pub gearbox_unix: bool,
+    pub deadline_s: u64,
+    pub rows: Vec<Row>,
+}
+
+pub fn args(s: &str) -> Vec<String> {
+    s.split_whitespace().map(str::to_string).collect()
+}
+
+pub fn specs(quick: bool) -> Vec<Spec> {
+    let n = |full: u64, small: u64| if quick { small } else { full };
+    let settle = if quick { 2 } else { 10 };
+    let submit_rows = || {
+        vec![
+            row("jobs_per_s", "jobs/s", Better::Higher, 0),
+            row(
+                "jobs_per_server_cpu_s",
+                "jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            mib(
+                "server_rss_queued_kib",
+                "server RSS with the jobs queued, MiB",
+            ),
+        ]
+    };
+    let latency_rows = || {
+        vec![
+            row("p50_us", "p50 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("p99_us", "p99 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("p999_us", "p99.9 submit→JOB_CREATED, µs", Better::Lower, 1),
+            row("jobs_per_s", "jobs/s (one at a time)", Better::Higher, 0),
+            row(
+                "jobs_per_server_cpu_s",
+                "jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+        ]
+    };
+    let memory_rows = || {
+        let mut rows = vec![
+            mib("rss_before_kib", "RSS before, MiB"),
+            mib("rss_peak_kib", "RSS at peak, MiB"),
+            row(
+                "rss_per_job_bytes",
+                "RSS per queued job, bytes",
+                Better::Lower,
+                0,
+            ),
+            row("fill_jobs_per_s", "fill: jobs/s overall", Better::Higher, 0),
+        ];
+        const SLICES: [(&str, &str); 10] = [
+            (
+                "fill_slice_01_jobs_per_s",
+                "fill: jobs/s, 0–10% of the queue",
+            ),
+            ("fill_slice_02_jobs_per_s", "fill: jobs/s, 10–20%"),
+            ("fill_slice_03_jobs_per_s", "fill: jobs/s, 20–30%"),
+            ("fill_slice_04_jobs_per_s", "fill: jobs/s, 30–40%"),
+            ("fill_slice_05_jobs_per_s", "fill: jobs/s, 40–50%"),
+            ("fill_slice_06_jobs_per_s", "fill: jobs/s, 50–60%"),
+            ("fill_slice_07_jobs_per_s", "fill: jobs/s, 60–70%"),
+            ("fill_slice_08_jobs_per_s", "fill: jobs/s, 70–80%"),
+            ("fill_slice_09_jobs_per_s", "fill: jobs/s, 80–90%"),
+            ("fill_slice_10_jobs_per_s", "fill: jobs/s, 90–100%"),
+        ];
+        for (key, label) in SLICES {
+            rows.push(row(key, label, Better::Higher, 0));
+        }
+        rows.extend([
+            row(
+                "fill_jobs_per_server_cpu_s",
+                "fill: jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "drain_jobs_per_s",
+                "drain (4 workers): jobs/s",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "drain_jobs_per_server_cpu_s",
+                "drain: jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            mib(
+                "rss_after_drain_kib",
+                format!("RSS {settle} s after the drain, MiB"),
+            ),
+        ]);
+        rows
+    };
+    let submit = n(200_000, 10_000);
+    let mem = n(1_000_000, 50_000);
+    vec![
+        Spec {
+            program: Program::Loadgen,
+            id: "submit-bg",
+            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, no unique"),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique none"
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "submit-bg-uuid",
+            title: format!("submit-bg, 8 conns × window 32, {submit} jobs, 100 B, uuid uniques"),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique uuid"
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "submit-bg-w1",
+            title: format!("submit-bg, 8 conns × window 1, {} jobs, 100 B", n(100_000, 5_000)),
+            args: args(&format!(
+                "--scenario submit-bg --connections 8 --window 1 --jobs {} --payload 100 --unique none",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: submit_rows(),
+        },
+        Spec {
+            program: Program::LibgearmanSubmit,
+            id: "submit-bg-libgearman",
+            title: format!(
+                "background submit through libgearman (add_task_background × 100, then run_tasks, repeated), 4 clients (threads, one connection each), {submit} jobs, 100 B, uuid uniques generated by libgearman"
+            ),
+            args: args(&format!(
+                "--clients 4 --batch 100 --jobs {submit} --payload 100 --duration 60"
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: vec![
+                row("jobs_per_s", "jobs/s", Better::Higher, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+                row(
+                    "server_cpu_us_per_job",
+                    "server CPU µs per job",
+                    Better::Lower,
+                    2,
+                ),
+                row(
+                    "client_cpu_us_per_job",
+                    "client (libgearman) CPU µs per job",
+                    Better::Info,
+                    2,
+                ),
+                mib(
+                    "server_rss_queued_kib",
+                    "server RSS with the jobs queued, MiB",
+                ),
+            ],
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "drain",
+            title: format!("drain, {submit} queued jobs, 4 workers × 2 GRABs outstanding"),
+            args: args(&format!(
+                "--scenario drain --connections 8 --window 32 --jobs {submit} --payload 100 --workers 4 --grab-window 2"
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("drain_jobs_per_s", "drain jobs/s", Better::Higher, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "drained jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+                row("fill_jobs_per_s", "fill jobs/s", Better::Higher, 0),
+            ],
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "roundtrip",
+            title: format!(
+                "roundtrip, 4 clients × window 16, 4 echo workers, {} jobs",
+                n(100_000, 5_000)
+            ),
+            args: args(&format!(
+                "--scenario roundtrip --clients 4 --workers 4 --window 16 --jobs {} --payload 100",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("jobs_per_s", "jobs/s", Better::Higher, 0),
+                row("p50_us", "p50 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row("p999_us", "p99.9 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+            ],
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "coalesce",
+            title: format!(
+                "coalesce, 8 conns × window 16 over 100 uniques, 4 workers, {} submits",
+                n(100_000, 5_000)
+            ),
+            args: args(&format!(
+                "--scenario coalesce --connections 8 --window 16 --uniques 100 --workers 4 --jobs {} --payload 100",
+                n(100_000, 5_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 180,
+            rows: vec![
+                row("submits_per_s", "submits/s", Better::Higher, 0),
+                row("distinct_handles", "distinct handles created", Better::Info, 0),
+                row("submits", "submits answered", Better::Info, 0),
+                row(
+                    "submits_per_handle",
+                    "submits per handle",
+                    Better::Info,
+                    2,
+                ),
+                row("p99_us", "p99 submit→WORK_COMPLETE, µs", Better::Lower, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "submits per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+            ],
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "latency-tcp",
+            title: format!("latency, TCP vs TCP, 1 conn × window 1, {} jobs", n(20_000, 2_000)),
+            args: args(&format!(
+                "--scenario latency --jobs {} --payload 100",
+                n(20_000, 2_000)
+            )),
+            gearbox_unix: false,
+            deadline_s: 120,
+            rows: latency_rows(),
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "latency-unix",
+            title: format!(
+                "latency, gearbox unix socket vs gearmand TCP, 1 conn × window 1, {} jobs",
+                n(20_000, 2_000)
+            ),
+            args: args(&format!(
+                "--scenario latency --jobs {} --payload 100",
+                n(20_000, 2_000)
+            )),
+            gearbox_unix: true,
+            deadline_s: 120,
+            rows: latency_rows(),
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "memory",
+            title: format!("memory, {mem} jobs × 100 B, no unique"),
+            args: args(&format!(
+                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique none --workers 4 --settle {settle}"
+            )),
+            gearbox_unix: false,
+            deadline_s: 300,
+            rows: memory_rows(),
+        },
+        Spec {
+            program: Program::Loadgen,
+            id: "memory-uuid",
+            title: format!("memory, {mem} jobs × 100 B, 36-byte uniques"),
+            args: args(&format!(
+                "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique uuid --workers 4 --settle {settle}"
+            )),
+            gearbox_unix: false,
+            deadline_s: 300,
+            rows: memory_rows(),
+        },
+    ]
+}
