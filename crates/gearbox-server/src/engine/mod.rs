@@ -10,21 +10,21 @@
 //!
 //! Command families live in submodules: `submit`, `grab` (workers asking for
 //! work), `work` (results and job loss), `status` (small request/reply
-//! commands), `admin` (the text protocol) and `timers` (epoch and
-//! CAN_DO_TIMEOUT deadlines).
+//! commands), `admin` (the text protocol), `timers` (epoch and
+//! CAN_DO_TIMEOUT deadlines) and `store` (held acknowledgements and replay).
 
 mod admin;
 mod functions;
 mod grab;
 mod jobs;
-mod replay;
 mod status;
+mod store;
 mod submit;
 mod timers;
 mod work;
 
 use crate::config::Config;
-use crate::store::{Commits, InMemory, QueueStore, Replay};
+use crate::store::{InMemory, QueueStore};
 use bytes::{Bytes, BytesMut};
 use functions::Functions;
 use gearbox_proto::packet::encode_res;
@@ -338,58 +338,6 @@ impl Engine {
                 self.disconnect(id);
             }
         }
-    }
-
-    /// Holds `conn`'s replies, from the JOB_CREATED just queued on, until the
-    /// store has committed every row added so far.
-    fn hold_until_stored(&mut self, conn: ConnId) {
-        let barrier = self.store.ack_barrier();
-        if barrier <= self.committed {
-            return;
-        }
-        if let Some(c) = self.conns.map.get_mut(&conn) {
-            if c.hold_until <= self.committed {
-                self.held.push(conn);
-            }
-            c.hold_until = barrier;
-        }
-    }
-
-    /// The store committed everything up to `committed`: the replies that
-    /// waited for it go out.
-    pub fn release_stored(&mut self, committed: u64) {
-        self.committed = self.committed.max(committed);
-        let committed = self.committed;
-        let conns = &mut self.conns;
-        self.held.retain(|&id| match conns.map.get(&id) {
-            Some(c) if c.hold_until > committed => true,
-            Some(c) => {
-                if !c.outbox.is_empty() {
-                    conns.dirty.push(id);
-                }
-                false
-            }
-            None => false,
-        });
-        self.flush();
-    }
-
-    /// Turns the store's writer off once queued writes are committed, and
-    /// sends the replies that waited for them.
-    pub fn close_store(&mut self) {
-        self.store.close();
-        if let Some(commits) = self.store.commits() {
-            self.release_stored(commits.committed.load(Relaxed));
-        }
-    }
-
-    pub fn store_commits(&self) -> Option<Arc<Commits>> {
-        self.store.commits()
-    }
-
-    /// The earlier run's rows, once.
-    pub fn take_replay(&mut self) -> Option<Replay> {
-        self.store.take_replay()
     }
 
     /// Handles one frame from `conn`.

@@ -175,10 +175,10 @@ impl Durable {
 
     /// The key of the row `job` owns now.
     fn key_of(&self, job: &StoredJob<'_>) -> Vec<u8> {
-        match self.adopted.get(&job.id) {
-            Some(key) => key.clone(),
-            None => natural_key(job.unique, self.run, job.id),
-        }
+        self.adopted
+            .get(&job.id)
+            .cloned()
+            .unwrap_or_else(|| natural_key(job.unique, self.run, job.id))
     }
 }
 
@@ -208,10 +208,8 @@ impl QueueStore for Durable {
     }
 
     fn remove(&mut self, job: &StoredJob<'_>) {
-        let key = match self.adopted.remove(&job.id) {
-            Some(key) => key,
-            None => natural_key(job.unique, self.run, job.id),
-        };
+        let key = self.key_of(job);
+        self.adopted.remove(&job.id);
         self.queue(Op::Delete {
             key,
             function: job.function.to_vec(),

@@ -20,7 +20,7 @@ pub mod sqlite;
 
 pub use backend::{Backend, Op, ReplaySource, Row};
 pub use durable::{Commits, Durable, Replay};
-pub use keys::{is_anonymous, logical_unique};
+pub use keys::logical_unique;
 
 use std::sync::Arc;
 

@@ -1,0 +1,100 @@
+//! The engine's side of its queue store: JOB_CREATEDs held until their row
+//! is committed, and replay, where the rows an earlier run left in the store
+//! become jobs again.
+
+use super::jobs::{coalesce_key, Job, JobState};
+use super::submit::now_epoch;
+use super::{ConnId, Engine};
+use crate::store::{logical_unique, Commits, Replay, Row};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+impl Engine {
+    /// Holds `conn`'s replies, from the JOB_CREATED just queued on, until the
+    /// store has committed every row added so far.
+    pub(super) fn hold_until_stored(&mut self, conn: ConnId) {
+        let barrier = self.store.ack_barrier();
+        if barrier <= self.committed {
+            return;
+        }
+        if let Some(c) = self.conns.map.get_mut(&conn) {
+            if c.hold_until <= self.committed {
+                self.held.push(conn);
+            }
+            c.hold_until = barrier;
+        }
+    }
+
+    /// The store committed everything up to `committed`: the replies that
+    /// waited for it go out.
+    pub fn release_stored(&mut self, committed: u64) {
+        self.committed = self.committed.max(committed);
+        let committed = self.committed;
+        let conns = &mut self.conns;
+        self.held.retain(|&id| match conns.map.get(&id) {
+            Some(c) if c.hold_until > committed => true,
+            Some(c) => {
+                if !c.outbox.is_empty() {
+                    conns.dirty.push(id);
+                }
+                false
+            }
+            None => false,
+        });
+        self.flush();
+    }
+
+    /// Turns the store's writer off once queued writes are committed, and
+    /// sends the replies that waited for them.
+    pub fn close_store(&mut self) {
+        self.store.close();
+        if let Some(commits) = self.store.commits() {
+            self.release_stored(commits.committed.load(Relaxed));
+        }
+    }
+
+    pub fn store_commits(&self) -> Option<Arc<Commits>> {
+        self.store.commits()
+    }
+
+    /// The earlier run's rows, once.
+    pub fn take_replay(&mut self) -> Option<Replay> {
+        self.store.take_replay()
+    }
+
+    /// Queues the jobs of `rows`, as background jobs with their priority,
+    /// unique and epoch time. A row whose unique matches a live job (one
+    /// submitted since the start, say) joins it instead, as a submit would.
+    /// gearmand's tables have no reducer column, so reduce jobs come back as
+    /// plain jobs, as they do in gearmand.
+    pub fn replay(&mut self, rows: Vec<Row>) {
+        let now = now_epoch();
+        for row in rows {
+            let unique = logical_unique(&row.key);
+            let func = self.functions.get_or_create(&row.function);
+            let existing =
+                coalesce_key(unique, &row.data).and_then(|key| self.jobs.find_unique(func, key));
+            let (id, had_row) = match existing.and_then(|id| Some((id, self.jobs.get_mut(id)?))) {
+                Some((id, job)) => {
+                    let had_row = job.background;
+                    job.background = true;
+                    (id, had_row)
+                }
+                None => {
+                    let priority = usize::from(row.priority.min(2));
+                    let state = match row.when {
+                        when if when > now => JobState::Delayed { when },
+                        _ => JobState::Queued,
+                    };
+                    let job = Job::new(func, priority, state, true, unique, b"", &row.data);
+                    let id = self.jobs.insert(job);
+                    self.enqueue_new(id, func, priority, state);
+                    (id, false)
+                }
+            };
+            let job = self.jobs.get(id).expect("replayed job is live");
+            let stored = super::work::stored(&self.functions, id, job);
+            self.store.replayed(row.key, &stored, had_row);
+        }
+    }
+}
