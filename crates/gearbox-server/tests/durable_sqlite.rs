@@ -31,15 +31,18 @@ async fn server_on(path: &Path) -> TestServer {
     TestServer::with_store(config(), sqlite_store(path)).await
 }
 
-/// (unique_key, function_name, priority, data, when_to_run), in rowid order.
+/// (unique_key, function_name, priority, data, when_to_run): the queue
+/// table's rows, then the log's (the rows not yet filed in the table), each
+/// in rowid order.
 type DbRow = (String, String, i64, Vec<u8>, i64);
 
 fn rows(path: &Path) -> Vec<DbRow> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut statement = conn
         .prepare(
-            "SELECT unique_key, function_name, priority, data, when_to_run \
-             FROM gearman_queue ORDER BY rowid",
+            "SELECT unique_key, function_name, priority, data, when_to_run FROM \
+             (SELECT 0 AS part, rowid AS n, * FROM gearman_queue \
+              UNION ALL SELECT 1, rowid, * FROM gearman_queue_gearbox_log) ORDER BY part, n",
         )
         .unwrap();
     let rows = statement

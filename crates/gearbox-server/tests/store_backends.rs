@@ -114,6 +114,7 @@ fn row(key: &[u8], function: &[u8], priority: u8, data: &[u8], when: u64) -> Row
         priority,
         data: data.to_vec(),
         when,
+        position: None,
     }
 }
 
@@ -125,6 +126,7 @@ fn delete(key: &[u8], function: &[u8]) -> Op {
     Op::Delete {
         key: key.to_vec(),
         function: function.to_vec(),
+        position: None,
     }
 }
 

@@ -71,13 +71,27 @@ impl SqliteFile {
         self.path.to_string_lossy().into_owned()
     }
 
-    /// Every row, in rowid order (the order both servers replay in).
+    /// Every row: the queue table's in rowid order (the order both servers
+    /// replay in), then those gearboxd has not yet filed from its log table
+    /// `<table>_gearbox_log` (one BLOB per job, decoded here from the layout
+    /// documented in docs/design.md), in rowid order.
     pub fn table_rows(&self) -> Result<Vec<TableRow>, String> {
-        const READ: &str = "import sqlite3, sys\n\
+        const READ: &str = "import sqlite3, struct, sys\n\
             c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+            t = sys.argv[2]\n\
             q = 'SELECT hex(unique_key), hex(function_name), priority, hex(data), \
-            coalesce(when_to_run, 0) FROM ' + sys.argv[2] + ' ORDER BY rowid'\n\
-            for r in c.execute(q):\n    print('\\t'.join(str(x) for x in r))\n";
+            coalesce(when_to_run, 0) FROM \"' + t + '\" ORDER BY rowid'\n\
+            rows = [list(r) for r in c.execute(q)]\n\
+            log = t + '_gearbox_log'\n\
+            if c.execute('SELECT 1 FROM sqlite_master WHERE name=?', (log,)).fetchone():\n\
+            \x20   for (job,) in c.execute('SELECT job FROM \"' + log + '\" ORDER BY rowid'):\n\
+            \x20       when, kl = struct.unpack_from('<QI', job, 1)\n\
+            \x20       key = job[13:13 + kl]\n\
+            \x20       (fl,) = struct.unpack_from('<I', job, 13 + kl)\n\
+            \x20       fn = job[17 + kl:17 + kl + fl]\n\
+            \x20       data = job[17 + kl + fl:]\n\
+            \x20       rows.append([key.hex().upper(), fn.hex().upper(), job[0], data.hex().upper(), when])\n\
+            for r in rows:\n    print('\\t'.join(str(x) for x in r))\n";
         let out = python(READ, &[&self.path_str(), &self.table])?;
         out.lines()
             .map(|line| {
@@ -123,11 +137,7 @@ impl QueueStore for SqliteFile {
         ]
     }
     fn rows(&self) -> Result<u64, String> {
-        const COUNT: &str = "import sqlite3, sys\n\
-            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
-            print(c.execute('SELECT count(*) FROM ' + sys.argv[2]).fetchone()[0])\n";
-        let out = python(COUNT, &[&self.path_str(), &self.table])?;
-        out.trim().parse().map_err(|_| format!("bad count {out:?}"))
+        self.table_rows().map(|rows| rows.len() as u64)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::jobs::{coalesce_key, Job, JobState};
 use super::submit::now_epoch;
 use super::{ConnId, Engine};
-use crate::store::{logical_unique, Commits, Replay, Row};
+use crate::store::{logical_unique, Commits, Replay, Row, RowAddress};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -94,7 +94,11 @@ impl Engine {
             };
             let job = self.jobs.get(id).expect("replayed job is live");
             let stored = super::work::stored(&self.functions, id, job);
-            self.store.replayed(row.key, &stored, had_row);
+            let address = RowAddress {
+                key: row.key,
+                position: row.position,
+            };
+            self.store.replayed(address, &stored, had_row);
         }
     }
 }

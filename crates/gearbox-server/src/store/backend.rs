@@ -22,6 +22,11 @@ pub struct Row {
     pub data: Vec<u8>,
     /// Epoch seconds before which the job must not run; 0 for none.
     pub when: u64,
+    /// Where the row sits in a store that appends new rows to a log of its
+    /// own before filing them in the queue table (SQLite): its number there.
+    /// `None` for a row of the queue table itself, and for stores without a
+    /// log, which ignore it.
+    pub position: Option<i64>,
 }
 
 /// A change to the queue table.
@@ -29,9 +34,31 @@ pub struct Row {
 pub enum Op {
     /// Insert the row, replacing any row with the same (key, function).
     Put(Row),
-    /// Delete the row with this (key, function), if there is one.
-    Delete { key: Vec<u8>, function: Vec<u8> },
+    /// Delete the job's row: the one with this (key, function) in the queue
+    /// table, and the one at `position` in the log, wherever it is now.
+    Delete {
+        key: Vec<u8>,
+        function: Vec<u8>,
+        position: Option<i64>,
+    },
+    /// Delete the log row at this position, if it is still in the log: an
+    /// earlier run's row for a job whose key now belongs to a live job's own
+    /// row (which a keyed delete would hit).
+    Forget { position: i64 },
 }
+
+/// Which row a replayed job came from: what [`QueueStore::replayed`] needs to
+/// delete it later.
+///
+/// [`QueueStore::replayed`]: super::QueueStore::replayed
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowAddress {
+    pub key: Vec<u8>,
+    pub position: Option<i64>,
+}
+
+/// See [`Backend::syncer`].
+pub type Syncer = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
 
 /// See [`Backend::row_check`].
 pub type RowCheck = fn(&Row) -> Result<(), StoreError>;
@@ -60,6 +87,31 @@ pub trait Backend: Send + 'static {
     /// since a write that fails for good would stall the writer forever.
     fn row_check(&self) -> Option<RowCheck> {
         None
+    }
+
+    /// The position of the first row this run may append, for a store with a
+    /// log (see [`Row::position`]); a job's row goes at this plus its id, so
+    /// positions follow submission order and never need a lookup table.
+    /// `None` for stores without a log. Called after `connect`.
+    fn log_base(&self) -> Option<i64> {
+        None
+    }
+
+    /// For a store whose `write` returns before its data is on stable storage:
+    /// a function that makes everything written so far durable. The writer
+    /// calls it on a thread of its own, so the sync of one batch overlaps the
+    /// writing of the next; acknowledgements wait for it. Called after
+    /// `connect`.
+    fn syncer(&mut self) -> Option<Syncer> {
+        None
+    }
+
+    /// Upkeep while no writes wait, and at exit: SQLite files its log into
+    /// the queue table here. Does a bounded amount of work and returns
+    /// whether there is more to do. Doubles as the idle check that the
+    /// database answers.
+    fn tidy(&mut self) -> Result<bool, StoreError> {
+        self.ping().map(|()| false)
     }
 
     /// Opens a reader over the rows present now, on a connection of its own.

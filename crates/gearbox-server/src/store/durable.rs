@@ -13,8 +13,9 @@
 //! than acknowledged without a place to keep them. Jobs already accepted stay
 //! queued in memory and are written once the database is back.
 
-use super::backend::{Backend, Op, ReplaySource, Row, RowCheck};
+use super::backend::{Backend, Op, ReplaySource, Row, RowAddress, RowCheck};
 use super::keys::{self, natural_key};
+use super::sync::SyncThread;
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,7 +23,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How often an idle writer checks that the database still answers.
+/// How long the writer must have been idle before it does upkeep (see
+/// [`Backend::tidy`]), which also checks that the database still answers.
 const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// Reconnect backoff: doubles from the first value up to the second.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(50), Duration::from_secs(2));
@@ -103,15 +105,25 @@ impl Replay {
     }
 }
 
+/// The row a replayed job owns, where it differs from the row this run would
+/// have written for it.
+struct Adopted {
+    /// Set for anonymous jobs of earlier runs, whose key holds that run.
+    key: Option<Vec<u8>>,
+    position: Option<i64>,
+}
+
 /// A [`QueueStore`] that persists through a [`Backend`] with group commit.
 pub struct Durable {
     shared: Arc<Shared>,
     describe: String,
     /// This run's number, part of every anonymous row key it writes.
     run: u64,
-    /// Row keys of replayed jobs whose key is not the one this run would give
-    /// them (anonymous jobs of earlier runs), by job id.
-    adopted: HashMap<u64, Vec<u8>>,
+    /// See [`Backend::log_base`].
+    log_base: Option<i64>,
+    /// Replayed jobs whose row is not where this run would have put it, by
+    /// job id.
+    adopted: HashMap<u64, Adopted>,
     replay: Option<Replay>,
     writer: Option<JoinHandle<()>>,
     row_check: Option<RowCheck>,
@@ -127,6 +139,7 @@ impl Durable {
         let describe = backend.describe();
         let row_check = backend.row_check();
         backend.connect()?;
+        let log_base = backend.log_base();
         let source = backend.open_replay()?;
         let run = keys::new_run_number();
         let shared = Arc::new(Shared {
@@ -147,6 +160,7 @@ impl Durable {
             shared,
             describe: describe.clone(),
             run,
+            log_base,
             adopted: HashMap::new(),
             replay: Some(Replay {
                 source,
@@ -173,12 +187,24 @@ impl Durable {
         number
     }
 
-    /// The key of the row `job` owns now.
-    fn key_of(&self, job: &StoredJob<'_>) -> Vec<u8> {
-        self.adopted
-            .get(&job.id)
-            .cloned()
-            .unwrap_or_else(|| natural_key(job.unique, self.run, job.id))
+    /// Where this run puts the row of a job it creates.
+    fn natural_position(&self, id: u64) -> Option<i64> {
+        self.log_base.map(|base| base + id as i64)
+    }
+
+    /// The row `job` owns now.
+    fn address_of(&self, job: &StoredJob<'_>) -> RowAddress {
+        let adopted = self.adopted.get(&job.id);
+        RowAddress {
+            key: match adopted.and_then(|a| a.key.clone()) {
+                Some(key) => key,
+                None => natural_key(job.unique, self.run, job.id),
+            },
+            position: match adopted {
+                Some(a) => a.position,
+                None => self.natural_position(job.id),
+            },
+        }
     }
 }
 
@@ -199,6 +225,7 @@ impl QueueStore for Durable {
             priority: job.priority,
             data: job.data.to_vec(),
             when: job.when,
+            position: self.natural_position(job.id),
         };
         if let Some(check) = self.row_check {
             check(&row)?;
@@ -208,11 +235,15 @@ impl QueueStore for Durable {
     }
 
     fn remove(&mut self, job: &StoredJob<'_>) {
-        let key = self.key_of(job);
-        self.adopted.remove(&job.id);
+        let RowAddress { key, position } = self.address_of(job);
+        if self.adopted.remove(&job.id).is_some() && self.adopted.is_empty() {
+            // A replay can adopt a million rows; give the table's memory back.
+            self.adopted.shrink_to_fit();
+        }
         self.queue(Op::Delete {
             key,
             function: job.function.to_vec(),
+            position,
         });
     }
 
@@ -228,16 +259,26 @@ impl QueueStore for Durable {
         self.replay.take()
     }
 
-    fn replayed(&mut self, row_key: Vec<u8>, job: &StoredJob<'_>, had_row: bool) {
+    fn replayed(&mut self, row: RowAddress, job: &StoredJob<'_>, had_row: bool) {
         if had_row {
-            if row_key != self.key_of(job) {
+            // The job keeps its own row; this one is redundant.
+            if row.key != self.address_of(job).key {
                 self.queue(Op::Delete {
-                    key: row_key,
+                    key: row.key,
                     function: job.function.to_vec(),
+                    position: row.position,
                 });
+            } else if let Some(position) = row.position {
+                // Same key: a keyed delete would take the job's own row.
+                self.queue(Op::Forget { position });
             }
-        } else if row_key != natural_key(job.unique, self.run, job.id) {
-            self.adopted.insert(job.id, row_key);
+            return;
+        }
+        let natural_key = natural_key(job.unique, self.run, job.id);
+        let key = (row.key != natural_key).then_some(row.key);
+        if key.is_some() || row.position != self.natural_position(job.id) {
+            let position = row.position;
+            self.adopted.insert(job.id, Adopted { key, position });
         }
     }
 
@@ -258,17 +299,54 @@ impl Drop for Durable {
     }
 }
 
-/// The writer thread: take everything pending, commit it, announce it.
+/// The writer thread: take everything pending, commit it, announce it (or
+/// have the sync thread announce it once it is on disk).
 fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
     let describe = backend.describe();
+    let sync_thread = backend.syncer().and_then(|syncer| {
+        SyncThread::start(syncer, shared.commits.clone(), describe.clone())
+            .map_err(
+                |e| tracing::error!(store = %describe, error = %e, "cannot start the sync thread"),
+            )
+            .ok()
+    });
+    write_batches(shared, backend.as_mut(), &describe, sync_thread.as_ref());
+    if let Some(sync_thread) = sync_thread {
+        sync_thread.finish();
+    }
+    // Leave the database as the store's own tools expect it (SQLite: every
+    // row in the queue table, readable by gearmand). Best effort: a job left
+    // in the log is still replayed by the next start.
+    loop {
+        match backend.tidy() {
+            Ok(true) => continue,
+            Ok(false) => break,
+            Err(e) => {
+                tracing::warn!(store = %describe, error = %e, "upkeep at exit failed");
+                break;
+            }
+        }
+    }
+}
+
+fn write_batches(
+    shared: &Shared,
+    backend: &mut dyn Backend,
+    describe: &str,
+    sync_thread: Option<&SyncThread>,
+) {
     let mut backoff = BACKOFF.0;
     let mut last_contact = Instant::now();
     let mut last_success = Instant::now();
+    let mut more_upkeep = false;
     loop {
         let (mut batch, number, stop) = {
             let mut pending = shared.pending();
             while pending.ops.is_empty() && !pending.stop {
-                let wait = PING_INTERVAL.saturating_sub(last_contact.elapsed());
+                let wait = match more_upkeep {
+                    true => Duration::ZERO,
+                    false => PING_INTERVAL.saturating_sub(last_contact.elapsed()),
+                };
                 if wait.is_zero() {
                     break;
                 }
@@ -284,10 +362,14 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
             if stop {
                 return;
             }
-            // Idle: make sure an outage is noticed before the next submit.
-            let result = backend.ping().or_else(|_| backend.connect());
-            shared.set_health(&describe, result.as_ref().map(|_| ()));
+            // Idle: upkeep, and make sure an outage is noticed before the next
+            // submit.
+            let result = backend
+                .tidy()
+                .or_else(|_| backend.connect().map(|()| false));
+            shared.set_health(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
+            more_upkeep = matches!(result, Ok(true));
             if result.is_err() {
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(BACKOFF.1);
@@ -303,7 +385,7 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
                 micros = started.elapsed().as_micros() as u64,
                 "commit"
             );
-            shared.set_health(&describe, result.as_ref().map(|_| ()));
+            shared.set_health(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             match result {
                 Ok(()) => {
@@ -327,8 +409,13 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
                 }
             }
         }
-        shared.commits.committed.store(number, Ordering::SeqCst);
-        shared.commits.notify.notify_one();
+        match sync_thread {
+            Some(sync_thread) => sync_thread.written(number),
+            None => {
+                shared.commits.committed.store(number, Ordering::SeqCst);
+                shared.commits.notify.notify_one();
+            }
+        }
     }
 }
 
@@ -347,7 +434,8 @@ fn drop_redundant_puts(batch: &mut Vec<Op>) {
             Op::Put(row) => {
                 last_put.insert((&row.key, &row.function), i);
             }
-            Op::Delete { key, function } => {
+            Op::Forget { .. } => {}
+            Op::Delete { key, function, .. } => {
                 if let Some(put) = last_put.remove(&(key.as_slice(), function.as_slice())) {
                     redundant.push(put);
                 }
@@ -381,6 +469,7 @@ mod tests {
             priority: 1,
             data: Vec::new(),
             when: 0,
+            position: None,
         })
     }
 
@@ -388,6 +477,7 @@ mod tests {
         Op::Delete {
             key: key.into(),
             function: b"f".to_vec(),
+            position: None,
         }
     }
 

@@ -17,8 +17,9 @@ mod keys;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+mod sync;
 
-pub use backend::{Backend, Op, ReplaySource, Row};
+pub use backend::{Backend, Op, ReplaySource, Row, RowAddress, Syncer};
 pub use durable::{Commits, Durable, Replay};
 pub use keys::logical_unique;
 
@@ -83,7 +84,7 @@ pub trait QueueStore: Send {
     /// just now, or a foreground job that had no row) or was folded into
     /// `job`, an existing background job with a row of its own. The store
     /// remembers which row the job owns, or deletes a row that is now redundant.
-    fn replayed(&mut self, _row_key: Vec<u8>, _job: &StoredJob<'_>, _had_row: bool) {}
+    fn replayed(&mut self, _row: RowAddress, _job: &StoredJob<'_>, _had_row: bool) {}
 
     /// Commits what is queued and stops the writer; called once at exit.
     fn close(&mut self) {}

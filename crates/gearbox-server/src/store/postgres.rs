@@ -417,12 +417,18 @@ struct Reduced<'a> {
 }
 
 fn reduce<'a>(ops: &'a [Op], layout: &Layout) -> Reduced<'a> {
+    // `Forget` addresses a log position; this store has no log.
+    let ops: Vec<&'a Op> = ops
+        .iter()
+        .filter(|op| !matches!(op, Op::Forget { .. }))
+        .collect();
     let ident = |op: &'a Op| match op {
         Op::Put(row) => (row.key.as_slice(), row.function.as_slice()),
-        Op::Delete { key, function } => (key.as_slice(), function.as_slice()),
+        Op::Delete { key, function, .. } => (key.as_slice(), function.as_slice()),
+        Op::Forget { .. } => (&[][..], &[][..]),
     };
     let mut last: HashMap<(&[u8], &[u8]), usize> = HashMap::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
+    for (i, &op) in ops.iter().enumerate() {
         last.insert(ident(op), i);
     }
     let mut reduced = Reduced {
@@ -430,7 +436,7 @@ fn reduce<'a>(ops: &'a [Op], layout: &Layout) -> Reduced<'a> {
         delete_functions: Vec::new(),
         puts: Vec::new(),
     };
-    for (i, op) in ops.iter().enumerate() {
+    for (i, &op) in ops.iter().enumerate() {
         let (key, function) = ident(op);
         if last.get(&(key, function)) != Some(&i) {
             continue;
@@ -447,6 +453,7 @@ fn reduce<'a>(ops: &'a [Op], layout: &Layout) -> Reduced<'a> {
                 Err(why) => skip(row, &why),
             },
             (Op::Put(row), Err(why)) => skip(row, &why),
+            (Op::Forget { .. }, _) => {}
         }
     }
     reduced
@@ -748,6 +755,7 @@ impl ReplaySource for PostgresReplay {
                     priority: row.try_get::<_, Option<i64>>(2)?.unwrap_or(1).clamp(0, 2) as u8,
                     data: row.try_get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
                     when: row.try_get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+                    position: None,
                 })
             };
             chunk.push(read().map_err(|e| db_error("replay", e))?);
@@ -781,6 +789,7 @@ mod tests {
             priority: 1,
             data: vec![0, 255],
             when,
+            position: None,
         }
     }
 
@@ -807,6 +816,7 @@ mod tests {
         let delete = |k: &str| Op::Delete {
             key: k.into(),
             function: b"f".to_vec(),
+            position: None,
         };
         let ops = vec![
             put("a"),

@@ -182,11 +182,17 @@ impl Backend for Redis {
         if ops.is_empty() {
             return Ok(());
         }
+        // `Forget` addresses a log position; this store has no log.
+        let ops: Vec<&Op> = ops
+            .iter()
+            .filter(|op| !matches!(op, Op::Forget { .. }))
+            .collect();
         let keys: Vec<Vec<u8>> = ops
             .iter()
             .map(|op| match op {
                 Op::Put(row) => row_key(&self.config.prefix, &row.function, &row.key),
-                Op::Delete { key, function } => row_key(&self.config.prefix, function, key),
+                Op::Delete { key, function, .. } => row_key(&self.config.prefix, function, key),
+                Op::Forget { .. } => Vec::new(),
             })
             .collect();
         // Only each key's last write matters.
@@ -334,6 +340,7 @@ impl RedisReplay {
             priority,
             data: fields.remove(&b"data"[..]).unwrap_or_default(),
             when,
+            position: None,
         })
     }
 }
@@ -387,6 +394,7 @@ impl ReplaySource for RedisReplay {
                             priority: 1,
                             data,
                             when: 0,
+                            position: None,
                         }),
                         _ => unreadable(&key),
                     }

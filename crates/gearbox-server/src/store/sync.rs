@@ -1,0 +1,103 @@
+//! The sync thread: makes written batches durable while the writer goes on
+//! with the next one, for backends whose `write` does not sync by itself
+//! (see [`Backend::syncer`]).
+//!
+//! With SQLite, a commit in `synchronous=FULL` writes its WAL frames and then
+//! waits for an fsync, and nothing else can be written meanwhile: a batch's
+//! rows are built and written, then the disk is waited for, then the next
+//! batch starts. Committing with `synchronous=NORMAL` and syncing the WAL file
+//! here gives the same guarantee (a JOB_CREATED leaves only once the commit
+//! holding its row is on stable storage) but lets the writing of batch N+1
+//! overlap the sync of batch N. Each sync covers everything written before it
+//! started, so under load one sync serves several batches.
+//!
+//! [`Backend::syncer`]: super::backend::Backend::syncer
+
+use super::backend::Syncer;
+use super::durable::Commits;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+#[derive(Default)]
+struct Progress {
+    /// Number of the last write the backend has returned from.
+    written: u64,
+    stop: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    wake: Condvar,
+}
+
+pub struct SyncThread {
+    shared: Arc<Shared>,
+    handle: JoinHandle<()>,
+}
+
+impl SyncThread {
+    pub fn start(syncer: Syncer, commits: Arc<Commits>, describe: String) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let handle = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("gearbox-sync".into())
+                .spawn(move || sync_loop(&shared, syncer, &commits, &describe))?
+        };
+        Ok(SyncThread { shared, handle })
+    }
+
+    /// Every write numbered up to `number` has been written; sync it.
+    pub fn written(&self, number: u64) {
+        self.shared.lock().written = number;
+        self.shared.wake.notify_one();
+    }
+
+    /// Syncs what is written and stops.
+    pub fn finish(self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        let _ = self.handle.join();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn sync_loop(shared: &Shared, mut syncer: Syncer, commits: &Commits, describe: &str) {
+    let mut synced = 0;
+    loop {
+        let (target, stop) = {
+            let mut progress = shared.lock();
+            while progress.written == synced && !progress.stop {
+                progress = shared
+                    .wake
+                    .wait(progress)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            (progress.written, progress.stop)
+        };
+        if target > synced {
+            if let Err(e) = syncer() {
+                // After a failed fsync the kernel may have dropped the dirty
+                // pages and report the next fsync as a success, so retrying
+                // proves nothing (PostgreSQL's "fsyncgate"). The jobs of the
+                // unsynced batches were never acknowledged; restarting and
+                // replaying what is really on disk is the only safe course.
+                tracing::error!(store = describe, error = %e,
+                    "syncing the queue store failed; aborting so that no job is acknowledged that may not be on disk");
+                std::process::abort();
+            }
+            synced = target;
+            commits.committed.store(target, Ordering::SeqCst);
+            commits.notify.notify_one();
+        } else if stop {
+            return;
+        }
+    }
+}
