@@ -31,18 +31,23 @@ async fn server_on(path: &Path) -> TestServer {
     TestServer::with_store(config(), sqlite_store(path)).await
 }
 
-/// (unique_key, function_name, priority, data, when_to_run): the queue
-/// table's rows, then the log's (the rows not yet filed in the table), each
-/// in rowid order.
+/// (unique_key, function_name, priority, data, when_to_run).
 type DbRow = (String, String, i64, Vec<u8>, i64);
 
+/// The jobs in the file: the queue table's rows, then the log's (the rows not
+/// yet filed in the table), each in rowid order.
 fn rows(path: &Path) -> Vec<DbRow> {
+    let mut rows = table_rows(path);
+    rows.extend(log_rows(path));
+    rows
+}
+
+fn table_rows(path: &Path) -> Vec<DbRow> {
     let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut statement = conn
         .prepare(
-            "SELECT unique_key, function_name, priority, data, when_to_run FROM \
-             (SELECT 0 AS part, rowid AS n, * FROM gearman_queue \
-              UNION ALL SELECT 1, rowid, * FROM gearman_queue_gearbox_log) ORDER BY part, n",
+            "SELECT unique_key, function_name, priority, data, when_to_run \
+             FROM gearman_queue ORDER BY rowid",
         )
         .unwrap();
     let rows = statement
@@ -55,6 +60,37 @@ fn rows(path: &Path) -> Vec<DbRow> {
         .collect::<Result<Vec<DbRow>, _>>()
         .unwrap();
     rows
+}
+
+/// The log's rows, decoded from the layout its module documents:
+/// priority u8, when u64, key length u32, key, function length u32,
+/// function, data (little-endian).
+fn log_rows(path: &Path) -> Vec<DbRow> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut statement = conn
+        .prepare("SELECT job FROM gearman_queue_gearbox_log ORDER BY rowid")
+        .unwrap();
+    let blobs = statement
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    blobs.iter().map(|job| decode_log_row(job)).collect()
+}
+
+fn decode_log_row(job: &[u8]) -> DbRow {
+    let u32_at = |at: usize| u32::from_le_bytes(job[at..at + 4].try_into().unwrap()) as usize;
+    let when = u64::from_le_bytes(job[1..9].try_into().unwrap());
+    let key_end = 13 + u32_at(9);
+    let function_end = key_end + 4 + u32_at(key_end);
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).unwrap();
+    (
+        text(&job[13..key_end]),
+        text(&job[key_end + 4..function_end]),
+        i64::from(job[0]),
+        job[function_end..].to_vec(),
+        when as i64,
+    )
 }
 
 /// Polls an admin listing until replay has brought it to `expected`.
@@ -210,4 +246,118 @@ async fn a_queue_file_in_gearmand_layout_is_replayed() {
     // Each row is deleted under the key gearmand gave it.
     wait_for_rows(&path, 0).await;
     stop(server).await;
+}
+
+/// Waits for the writer's idle upkeep to file the log into the queue table.
+async fn wait_for_filing(path: &Path, count: usize) {
+    // The writer files after a second without writes.
+    let deadline = Instant::now() + WAIT;
+    while !(log_rows(path).is_empty() && table_rows(path).len() == count) {
+        assert!(
+            Instant::now() < deadline,
+            "log not filed: table {:?}, log {:?}",
+            table_rows(path),
+            log_rows(path)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_log_is_filed_in_gearmands_table_when_idle_and_at_exit() {
+    let path = temp_db("filing");
+    let server = server_on(&path).await;
+    let mut client = server.conn().await;
+    for unique in ["a", "b", "c"] {
+        client.submit(T::SUBMIT_JOB_BG, "f", unique, unique).await;
+    }
+    // Acknowledged rows are in the log, not yet in gearmand's table.
+    assert_eq!(log_rows(&path).len(), 3);
+    assert!(table_rows(&path).is_empty());
+    wait_for_filing(&path, 3).await;
+
+    // A filed job that finishes is deleted from the table by key.
+    let mut worker = server.conn().await;
+    worker.can_do("f").await;
+    worker.send(T::GRAB_JOB_UNIQ, &[]).await;
+    let p = worker.expect(T::JOB_ASSIGN_UNIQ).await;
+    assert_eq!(&p.arg(2)[..], b"a");
+    worker.send(T::WORK_COMPLETE, &[p.arg(0), b""]).await;
+    wait_for_rows(&path, 2).await;
+
+    // Rows still in the log at exit are filed before the server stops.
+    client.submit(T::SUBMIT_JOB_LOW_BG, "f", "d", "d").await;
+    client.submit(T::SUBMIT_JOB_BG, "f", "", "anonymous").await;
+    assert_eq!(log_rows(&path).len(), 2);
+    stop(server).await;
+    assert!(log_rows(&path).is_empty());
+    let table: Vec<(String, i64, Vec<u8>)> = table_rows(&path)
+        .into_iter()
+        .map(|(unique, _, priority, data, _)| (unique, priority, data))
+        .collect();
+    assert_eq!(
+        &table[..3],
+        [
+            ("b".into(), 1, b"b".to_vec()),
+            ("c".into(), 1, b"c".to_vec()),
+            ("d".into(), 2, b"d".to_vec()),
+        ]
+    );
+    // gearmand would take the anonymous job's row key as its unique.
+    assert!(table[3].0.contains("~gearbox-anon~"), "{:?}", table[3]);
+}
+
+/// A log row in the layout `log_rows` decodes.
+fn encode_log_row(priority: u8, unique: &str, function: &str, data: &str) -> Vec<u8> {
+    let mut job = vec![priority];
+    job.extend(0u64.to_le_bytes());
+    for field in [unique, function] {
+        job.extend((field.len() as u32).to_le_bytes());
+        job.extend(field.as_bytes());
+    }
+    job.extend(data.as_bytes());
+    job
+}
+
+#[tokio::test]
+async fn a_job_left_in_both_tables_runs_once_and_leaves_neither() {
+    // A kill can leave a job's row in the log while gearmand's table holds an
+    // older row with the same key (say, written by gearmand before the move).
+    let path = temp_db("both-tables");
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, \
+             priority INTEGER, data BLOB, when_to_run INTEGER, \
+             PRIMARY KEY (unique_key, function_name));
+             INSERT INTO gearman_queue VALUES ('u', 'g', 1, 'from the table', 0);
+             CREATE TABLE gearman_queue_gearbox_log (job BLOB);",
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO gearman_queue_gearbox_log (rowid, job) VALUES (7, ?1), (8, ?2)",
+            [
+                encode_log_row(1, "u", "g", "from the log"),
+                encode_log_row(0, "v", "g", "only in the log"),
+            ],
+        )
+        .unwrap();
+    }
+    let server = server_on(&path).await;
+    let mut admin = server.conn().await;
+    wait_for_listing(&mut admin, "status", "g\t2\t0\t0\n.\n").await;
+    let mut worker = server.conn().await;
+    worker.can_do("g").await;
+    let mut taken = Vec::new();
+    for _ in 0..2 {
+        worker.send(T::GRAB_JOB_UNIQ, &[]).await;
+        let p = worker.expect(T::JOB_ASSIGN_UNIQ).await;
+        taken.push(String::from_utf8_lossy(p.arg(2)).into_owned());
+        worker.send(T::WORK_COMPLETE, &[p.arg(0), b""]).await;
+    }
+    worker.grab_none().await;
+    assert_eq!(taken, ["v", "u"]);
+    wait_for_rows(&path, 0).await;
+    stop(server).await;
+    assert_eq!(rows(&path), []);
 }

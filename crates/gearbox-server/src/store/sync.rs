@@ -101,3 +101,46 @@ fn sync_loop(shared: &Shared, mut syncer: Syncer, commits: &Commits, describe: &
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+    use std::time::{Duration, Instant};
+
+    fn wait_for(commits: &Commits, number: u64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while commits.committed.load(Ordering::SeqCst) < number {
+            assert!(Instant::now() < deadline, "never committed {number}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    #[test]
+    fn a_write_counts_as_committed_only_once_a_sync_after_it_returns() {
+        let (release, released) = mpsc::channel::<()>();
+        let (entered, syncs) = mpsc::channel::<()>();
+        let syncer: Syncer = Box::new(move || {
+            entered.send(()).unwrap();
+            released.recv().unwrap();
+            Ok(())
+        });
+        let commits = Arc::new(Commits::default());
+        let thread = SyncThread::start(syncer, commits.clone(), "test".into()).unwrap();
+
+        thread.written(3);
+        syncs.recv().unwrap();
+        // Written while the first sync runs: not covered by it.
+        thread.written(5);
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(commits.committed.load(Ordering::SeqCst), 0);
+        release.send(()).unwrap();
+        wait_for(&commits, 3);
+        syncs.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(commits.committed.load(Ordering::SeqCst), 3);
+        release.send(()).unwrap();
+        wait_for(&commits, 5);
+        thread.finish();
+    }
+}

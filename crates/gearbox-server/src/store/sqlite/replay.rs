@@ -13,9 +13,19 @@ use std::path::Path;
 
 pub struct SqliteReplay {
     conn: Connection,
-    /// What is left to read: (quoted table, rows come from the log, last rowid).
-    parts: Vec<(String, bool, i64)>,
+    /// What is left to read, the next part last.
+    parts: Vec<Part>,
+    /// The last rowid read from the current part.
     after: i64,
+}
+
+#[derive(Clone)]
+struct Part {
+    /// Quoted table name.
+    table: String,
+    is_log: bool,
+    /// The highest rowid to read.
+    last: i64,
 }
 
 const REPLAY_CHUNK: i64 = 10_000;
@@ -38,8 +48,16 @@ impl SqliteReplay {
         // Rows this run writes to the queue table get higher rowids (INSERT OR
         // REPLACE of an old key too), so the bound keeps them out.
         let parts = vec![
-            (tables.log.clone(), true, last(&tables.log)?.min(before - 1)),
-            (tables.queue.clone(), false, last(&tables.queue)?),
+            Part {
+                table: tables.log.clone(),
+                is_log: true,
+                last: last(&tables.log)?.min(before - 1),
+            },
+            Part {
+                table: tables.queue.clone(),
+                is_log: false,
+                last: last(&tables.queue)?,
+            },
         ];
         Ok(SqliteReplay {
             conn,
@@ -51,8 +69,8 @@ impl SqliteReplay {
 
 impl ReplaySource for SqliteReplay {
     fn next_chunk(&mut self) -> Result<Vec<Row>, StoreError> {
-        while let Some((table, from_log, last)) = self.parts.last().cloned() {
-            let chunk = self.read_chunk(&table, from_log, last)?;
+        while let Some(part) = self.parts.last().cloned() {
+            let chunk = self.read_chunk(&part)?;
             if !chunk.is_empty() {
                 return Ok(chunk);
             }
@@ -64,16 +82,17 @@ impl ReplaySource for SqliteReplay {
 }
 
 impl SqliteReplay {
-    fn read_chunk(
-        &mut self,
-        table: &str,
-        from_log: bool,
-        last: i64,
-    ) -> Result<Vec<Row>, StoreError> {
+    fn read_chunk(&mut self, part: &Part) -> Result<Vec<Row>, StoreError> {
+        let Part {
+            table,
+            is_log,
+            last,
+        } = part;
+        let last = *last;
         if self.after >= last {
             return Ok(Vec::new());
         }
-        if from_log {
+        if *is_log {
             let chunk = read_log(&self.conn, table, self.after, last, REPLAY_CHUNK)?;
             self.after = chunk.last().and_then(|row| row.position).unwrap_or(last);
             return Ok(chunk);

@@ -62,3 +62,50 @@ impl WalFile {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syncs_the_wal_and_follows_it_when_sqlite_replaces_it() {
+        let dir = std::env::temp_dir().join(format!("gearbox-wal-sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let db = dir.join("q.sqlite3");
+        let mut wal = WalFile {
+            path: dir.join("q.sqlite3-wal"),
+            open: None,
+        };
+        let inode = |wal: &WalFile| wal.open.as_ref().map(|(_, (_, inode))| *inode);
+        // No WAL yet: nothing to sync.
+        wal.sync().unwrap();
+        assert_eq!(inode(&wal), None);
+        let open = || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t (x)")
+                .unwrap();
+            conn.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            conn
+        };
+        let conn = open();
+        wal.sync().unwrap();
+        assert_eq!(
+            inode(&wal),
+            Some(std::fs::metadata(&wal.path).unwrap().ino())
+        );
+        // Closing the last connection checkpoints and deletes the WAL.
+        drop(conn);
+        assert!(!wal.path.exists());
+        wal.sync().unwrap();
+        assert_eq!(inode(&wal), None);
+        // The next connection makes a new file, which must be the one synced.
+        let _conn = open();
+        wal.sync().unwrap();
+        assert_eq!(
+            inode(&wal),
+            Some(std::fs::metadata(&wal.path).unwrap().ino())
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
