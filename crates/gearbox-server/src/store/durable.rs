@@ -274,9 +274,13 @@ impl QueueStore for Durable {
             }
             return;
         }
+        // A row of the queue table under the key this run would use needs no
+        // entry: the job's Delete then also names its natural log position,
+        // where nothing is, which is harmless. Only log rows (and anonymous
+        // keys) cost memory here, not every row of a large replay.
         let natural_key = natural_key(job.unique, self.run, job.id);
         let key = (row.key != natural_key).then_some(row.key);
-        if key.is_some() || row.position != self.natural_position(job.id) {
+        if key.is_some() || row.position.is_some() {
             let position = row.position;
             self.adopted.insert(job.id, Adopted { key, position });
         }
