@@ -1,10 +1,12 @@
 //! Job records and the two indexes over them: by handle number and by
 //! (function, unique).
 //!
-//! A job is kept compact because a backlog can hold millions: unique, reducer
-//! and payload share one exact-size allocation, and the unique index stores a
-//! hash and job ids rather than a second copy of each unique.
+//! A job is kept compact because a backlog can hold millions: the record,
+//! unique, reducer and payload share one exact-size allocation (in the job
+//! arena, see `arena`), and the unique index stores a hash and job ids rather
+//! than a second copy of each unique.
 
+use super::arena::{ArenaBox, Tailed};
 use super::ConnId;
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
@@ -76,8 +78,11 @@ pub enum JobState {
     Running { worker: ConnId, assignment: u32 },
 }
 
+/// A job: its record, with unique ++ reducer ++ data stored right after it.
+pub type Job = ArenaBox<JobRecord>;
+
 #[derive(Debug)]
-pub struct Job {
+pub struct JobRecord {
     /// The number in the job's handle; set by [`JobTable::insert`].
     pub id: JobId,
     pub func: FuncId,
@@ -98,8 +103,13 @@ pub struct Job {
     pub clients: Clients,
     unique_len: u32,
     reducer_len: u32,
-    /// unique ++ reducer ++ data.
-    blob: Box<[u8]>,
+    data_len: u32,
+}
+
+impl Tailed for JobRecord {
+    fn tail_len(&self) -> usize {
+        (self.unique_len + self.reducer_len + self.data_len) as usize
+    }
 }
 
 impl Job {
@@ -113,11 +123,7 @@ impl Job {
         reducer: &[u8],
         data: &[u8],
     ) -> Job {
-        let mut blob = Vec::with_capacity(unique.len() + reducer.len() + data.len());
-        blob.extend_from_slice(unique);
-        blob.extend_from_slice(reducer);
-        blob.extend_from_slice(data);
-        Job {
+        let record = JobRecord {
             id: 0,
             func,
             priority: priority as u8,
@@ -131,30 +137,33 @@ impl Job {
             clients: Clients::default(),
             unique_len: unique.len() as u32,
             reducer_len: reducer.len() as u32,
-            blob: blob.into_boxed_slice(),
-        }
-    }
-
-    pub fn priority(&self) -> Priority {
-        Priority::from(self.priority)
+            data_len: data.len() as u32,
+        };
+        ArenaBox::with_tail(record, &[unique, reducer, data])
     }
 
     pub fn unique(&self) -> &[u8] {
-        &self.blob[..self.unique_len as usize]
+        &self.tail()[..self.unique_len as usize]
     }
 
     pub fn reducer(&self) -> &[u8] {
         let start = self.unique_len as usize;
-        &self.blob[start..start + self.reducer_len as usize]
+        &self.tail()[start..start + self.reducer_len as usize]
     }
 
     pub fn data(&self) -> &[u8] {
-        &self.blob[(self.unique_len + self.reducer_len) as usize..]
+        &self.tail()[(self.unique_len + self.reducer_len) as usize..]
     }
 
     /// What coalescing compares; `None` for a job that never coalesces.
     pub fn coalesce_key(&self) -> Option<CoalesceKey<'_>> {
         coalesce_key(self.unique(), self.data())
+    }
+}
+
+impl JobRecord {
+    pub fn priority(&self) -> Priority {
+        Priority::from(self.priority)
     }
 
     pub fn is_running(&self) -> bool {
@@ -198,7 +207,7 @@ pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<CoalesceKey<
 /// cache miss each and stall every connection for a fraction of a second.
 #[derive(Default)]
 pub struct JobTable {
-    jobs: HashTable<(JobId, Box<Job>)>,
+    jobs: HashTable<(JobId, Job)>,
     by_unique: HashTable<(u64, JobId)>,
     hasher: RandomState,
     next_id: JobId,
@@ -218,17 +227,17 @@ impl JobTable {
     pub fn get(&self, id: JobId) -> Option<&Job> {
         self.jobs
             .find(id_hash(id), |(k, _)| *k == id)
-            .map(|(_, j)| &**j)
+            .map(|(_, j)| j)
     }
 
     pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
         self.jobs
             .find_mut(id_hash(id), |(k, _)| *k == id)
-            .map(|(_, j)| &mut **j)
+            .map(|(_, j)| j)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.iter().map(|(_, j)| &**j)
+        self.jobs.iter().map(|(_, j)| j)
     }
 
     /// The hash a key is indexed under. A submit computes it once, for both
@@ -281,7 +290,7 @@ impl JobTable {
         job.id = id;
         job.coalescable = key_hash.is_some();
         self.jobs
-            .insert_unique(id_hash(id), (id, Box::new(job)), |(k, _)| id_hash(*k));
+            .insert_unique(id_hash(id), (id, job), |(k, _)| id_hash(*k));
         if let Some(hash) = key_hash {
             self.by_unique.insert_unique(hash, (hash, id), |&(h, _)| h);
         }
@@ -307,7 +316,7 @@ impl JobTable {
     pub fn remove(&mut self, id: JobId) -> Option<Job> {
         self.unindex(id);
         let job = match self.jobs.find_entry(id_hash(id), |(k, _)| *k == id) {
-            Ok(entry) => *entry.remove().0 .1,
+            Ok(entry) => entry.remove().0 .1,
             Err(_) => return None,
         };
         self.shrink_if_sparse();
@@ -338,9 +347,9 @@ mod tests {
     #[test]
     fn job_record_stays_compact() {
         assert!(
-            std::mem::size_of::<Job>() <= 96,
+            std::mem::size_of::<JobRecord>() <= 96,
             "{}",
-            std::mem::size_of::<Job>()
+            std::mem::size_of::<JobRecord>()
         );
     }
 

@@ -14,6 +14,7 @@
 //! CAN_DO_TIMEOUT deadlines) and `store` (held acknowledgements and replay).
 
 mod admin;
+mod arena;
 mod functions;
 mod grab;
 mod jobs;
