@@ -93,6 +93,18 @@ fn decode_log_row(job: &[u8]) -> DbRow {
     )
 }
 
+/// The table as gearmand 1.1.20 creates it, then `sql`.
+fn gearmand_table(path: &Path, sql: &str) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, \
+         priority INTEGER, data BLOB, when_to_run INTEGER, \
+         PRIMARY KEY (unique_key, function_name));",
+    )
+    .unwrap();
+    conn.execute_batch(sql).unwrap();
+}
+
 /// Polls an admin listing until replay has brought it to `expected`.
 async fn wait_for_listing(admin: &mut Conn, command: &str, expected: &str) {
     let deadline = Instant::now() + WAIT;
@@ -210,19 +222,12 @@ async fn a_restart_brings_back_every_background_job_as_it_was() {
 #[tokio::test]
 async fn a_queue_file_in_gearmand_layout_is_replayed() {
     let path = temp_db("gearmand-layout");
-    {
-        // The table as gearmand 1.1.20 creates and fills it.
-        let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, \
-             priority INTEGER, data BLOB, when_to_run INTEGER, \
-             PRIMARY KEY (unique_key, function_name));
-             INSERT INTO gearman_queue VALUES ('u1', 'g', 1, X'00FF01', 0);
-             INSERT INTO gearman_queue VALUES ('', 'g', 2, 'anon', 0);
-             INSERT INTO gearman_queue VALUES ('-', 'g', 0, 'dash', 0);",
-        )
-        .unwrap();
-    }
+    gearmand_table(
+        &path,
+        "INSERT INTO gearman_queue VALUES ('u1', 'g', 1, X'00FF01', 0);
+         INSERT INTO gearman_queue VALUES ('', 'g', 2, 'anon', 0);
+         INSERT INTO gearman_queue VALUES ('-', 'g', 0, 'dash', 0);",
+    );
     let server = server_on(&path).await;
     let mut admin = server.conn().await;
     wait_for_listing(&mut admin, "prioritystatus", "g\t1\t1\t1\t0\n.\n").await;
@@ -324,16 +329,13 @@ async fn a_job_left_in_both_tables_runs_once_and_leaves_neither() {
     // A kill can leave a job's row in the log while gearmand's table holds an
     // older row with the same key (say, written by gearmand before the move).
     let path = temp_db("both-tables");
+    gearmand_table(
+        &path,
+        "INSERT INTO gearman_queue VALUES ('u', 'g', 1, 'from the table', 0);
+         CREATE TABLE gearman_queue_gearbox_log (job BLOB);",
+    );
     {
         let conn = Connection::open(&path).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE gearman_queue ( unique_key TEXT, function_name TEXT, \
-             priority INTEGER, data BLOB, when_to_run INTEGER, \
-             PRIMARY KEY (unique_key, function_name));
-             INSERT INTO gearman_queue VALUES ('u', 'g', 1, 'from the table', 0);
-             CREATE TABLE gearman_queue_gearbox_log (job BLOB);",
-        )
-        .unwrap();
         conn.execute(
             "INSERT INTO gearman_queue_gearbox_log (rowid, job) VALUES (7, ?1), (8, ?2)",
             [

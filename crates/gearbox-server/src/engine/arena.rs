@@ -60,22 +60,25 @@ thread_local! {
 }
 
 fn create_cache() -> Option<u32> {
+    let index = read_u32(c"tcache.create")?;
+    CACHES.lock().unwrap_or_else(|p| p.into_inner()).push(index);
+    Some(index)
+}
+
+/// A mallctl that makes something and returns its index.
+fn read_u32(name: &std::ffi::CStr) -> Option<u32> {
     let mut index: u32 = 0;
     let mut len = std::mem::size_of::<u32>();
     let status = unsafe {
         jemalloc::mallctl(
-            c"tcache.create".as_ptr(),
+            name.as_ptr(),
             (&mut index as *mut u32).cast(),
             &mut len,
             std::ptr::null_mut(),
             0,
         )
     };
-    if status != 0 {
-        return None;
-    }
-    CACHES.lock().unwrap_or_else(|p| p.into_inner()).push(index);
-    Some(index)
+    (status == 0).then_some(index)
 }
 
 /// The calling thread's job cache, unless it has none (or is exiting).
@@ -193,18 +196,7 @@ fn flush_cache(cache: u32) {
 }
 
 fn create_arena() -> Option<u32> {
-    let mut index: u32 = 0;
-    let mut len = std::mem::size_of::<u32>();
-    let status = unsafe {
-        jemalloc::mallctl(
-            c"arenas.create".as_ptr(),
-            (&mut index as *mut u32).cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    (status == 0 && index < RECYCLING).then_some(index)
+    read_u32(c"arenas.create").filter(|&index| index < RECYCLING)
 }
 
 fn destroy_arena(arena: u32) -> bool {
