@@ -318,8 +318,59 @@ mod tests {
         assert_eq!(named("", &[]).tail(), b"");
     }
 
-    /// The only test in this binary that makes a backlog large enough to
-    /// recycle the arena; the others stay far below it.
+    /// Recycles while other threads allocate and free jobs of their own: no
+    /// job may lose its bytes (a destroy under a live job, or a cached object
+    /// of a destroyed arena handed out again, would show as wrong tails or a
+    /// crash). The churners hold at most a few jobs each, so the count often
+    /// falls to zero and each drained backlog recycles while they run.
+    #[test]
+    fn recycling_while_other_threads_churn_keeps_every_job_intact() {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let churners: Vec<_> = (0..3u8)
+            .map(|t| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while !stop.load(SeqCst) {
+                        let held: Vec<_> = (0..1 + n % 4)
+                            .map(|k| named("churn", &[&(n + k).to_le_bytes(), &[t; 40]]))
+                            .collect();
+                        for (k, job) in held.iter().enumerate() {
+                            assert_eq!(job.tail()[..8], (n + k as u64).to_le_bytes());
+                            assert_eq!(job.tail()[8..], [t; 40]);
+                        }
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        for round in 0..3u64 {
+            let before = recycled();
+            let backlog: Vec<_> = (0..RECYCLE_AFTER as u64 + 1)
+                .map(|i| named("b", &[&(i ^ round).to_le_bytes(), &[9; 60]]))
+                .collect();
+            for (i, job) in backlog.iter().enumerate() {
+                assert_eq!(job.tail()[..8], (i as u64 ^ round).to_le_bytes());
+                assert_eq!(job.tail()[8..], [9; 60]);
+            }
+            drop(backlog);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while recycled() == before {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: never recycled"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        stop.store(true, SeqCst);
+        for churner in churners {
+            churner.join().expect("churner");
+        }
+    }
+
+    /// With the churn test above, the tests that make backlogs large enough
+    /// to recycle the arena; the others stay far below it.
     #[test]
     fn the_arena_is_remade_once_a_large_backlog_has_fully_drained() {
         let before = recycled();
