@@ -56,7 +56,21 @@ static CACHES: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 thread_local! {
     /// This thread's job cache; `None` if jemalloc would not make one.
-    static CACHE: Option<u32> = create_cache();
+    static CACHE: JobCache = JobCache(create_cache());
+}
+
+/// Destroys its cache when its thread exits: jemalloc has a few thousand
+/// cache slots, and a program that keeps starting threads would use them up.
+struct JobCache(Option<u32>);
+
+impl Drop for JobCache {
+    fn drop(&mut self) {
+        let Some(index) = self.0 else { return };
+        // Under the list's lock, so that no recycle flushes it meanwhile.
+        let mut caches = CACHES.lock().unwrap_or_else(|p| p.into_inner());
+        caches.retain(|&c| c != index);
+        cache_op(c"tcache.destroy", index);
+    }
 }
 
 fn create_cache() -> Option<u32> {
@@ -83,7 +97,7 @@ fn read_u32(name: &std::ffi::CStr) -> Option<u32> {
 
 /// The calling thread's job cache, unless it has none (or is exiting).
 fn this_threads_cache() -> Option<u32> {
-    CACHE.try_with(|cache| *cache).ok().flatten()
+    CACHE.try_with(|cache| cache.0).ok().flatten()
 }
 
 fn current_arena() -> u32 {
@@ -149,7 +163,7 @@ fn recycle() {
     }
     LARGE.store(false, Relaxed);
     for &cache in CACHES.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-        flush_cache(cache);
+        cache_op(c"tcache.flush", cache);
     }
     if !destroy_arena(arena) {
         tracing::warn!(arena, "could not destroy the job arena; keeping it");
@@ -181,18 +195,19 @@ fn flags(arena: u32, layout: Layout) -> i32 {
     cache | align
 }
 
-fn flush_cache(cache: u32) {
+/// `tcache.flush` or `tcache.destroy` of one cache.
+fn cache_op(name: &std::ffi::CStr, cache: u32) {
     let mut cache = cache;
     let status = unsafe {
         jemalloc::mallctl(
-            c"tcache.flush".as_ptr(),
+            name.as_ptr(),
             std::ptr::null_mut(),
             std::ptr::null_mut(),
             (&mut cache as *mut u32).cast(),
             std::mem::size_of::<u32>(),
         )
     };
-    debug_assert_eq!(status, 0, "tcache.flush");
+    debug_assert_eq!(status, 0, "{name:?}");
 }
 
 fn create_arena() -> Option<u32> {
@@ -367,6 +382,18 @@ mod tests {
         for churner in churners {
             churner.join().expect("churner");
         }
+    }
+
+    #[test]
+    fn a_thread_gives_its_cache_back_when_it_exits() {
+        let caches = || CACHES.lock().unwrap().len();
+        for _ in 0..20 {
+            std::thread::spawn(|| drop(named("short-lived", &[b"x"])))
+                .join()
+                .unwrap();
+        }
+        // Other tests' threads come and go too; twenty of ours never pile up.
+        assert!(caches() < 20, "{} caches", caches());
     }
 
     /// With the churn test above, the tests that make backlogs large enough
