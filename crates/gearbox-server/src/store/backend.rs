@@ -47,6 +47,19 @@ pub enum Op {
     Forget { position: i64 },
 }
 
+impl Op {
+    /// The (key, function) of the queue-table row this write is about;
+    /// `None` for `Forget`, which names only a log position (and so means
+    /// nothing to a store without a log).
+    pub fn row_id(&self) -> Option<(&[u8], &[u8])> {
+        match self {
+            Op::Put(row) => Some((&row.key, &row.function)),
+            Op::Delete { key, function, .. } => Some((key, function)),
+            Op::Forget { .. } => None,
+        }
+    }
+}
+
 /// Which row a replayed job came from: what [`QueueStore::replayed`] needs to
 /// delete it later.
 ///

@@ -182,27 +182,24 @@ impl Backend for Redis {
         if ops.is_empty() {
             return Ok(());
         }
-        // `Forget` addresses a log position; this store has no log.
-        let ops: Vec<&Op> = ops
+        let keys: Vec<Option<Vec<u8>>> = ops
             .iter()
-            .filter(|op| !matches!(op, Op::Forget { .. }))
-            .collect();
-        let keys: Vec<Vec<u8>> = ops
-            .iter()
-            .map(|op| match op {
-                Op::Put(row) => row_key(&self.config.prefix, &row.function, &row.key),
-                Op::Delete { key, function, .. } => row_key(&self.config.prefix, function, key),
-                Op::Forget { .. } => Vec::new(),
+            .map(|op| {
+                let (key, function) = op.row_id()?;
+                Some(row_key(&self.config.prefix, function, key))
             })
             .collect();
         // Only each key's last write matters.
         let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
         for (i, key) in keys.iter().enumerate() {
-            last.insert(key, i);
+            if let Some(key) = key {
+                last.insert(key, i);
+            }
         }
         let mut pipe = redis::pipe();
         pipe.atomic();
         for (i, (op, key)) in ops.iter().zip(&keys).enumerate() {
+            let Some(key) = key else { continue };
             if last.get(key.as_slice()) != Some(&i) {
                 continue;
             }

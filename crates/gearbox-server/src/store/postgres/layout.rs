@@ -91,43 +91,36 @@ pub(super) struct Reduced<'a> {
 }
 
 pub(super) fn reduce<'a>(ops: &'a [Op], layout: &Layout) -> Reduced<'a> {
-    // `Forget` addresses a log position; this store has no log.
-    let ops: Vec<&'a Op> = ops
-        .iter()
-        .filter(|op| !matches!(op, Op::Forget { .. }))
-        .collect();
-    let ident = |op: &'a Op| match op {
-        Op::Put(row) => (row.key.as_slice(), row.function.as_slice()),
-        Op::Delete { key, function, .. } => (key.as_slice(), function.as_slice()),
-        Op::Forget { .. } => (&[][..], &[][..]),
-    };
     let mut last: HashMap<(&[u8], &[u8]), usize> = HashMap::with_capacity(ops.len());
-    for (i, &op) in ops.iter().enumerate() {
-        last.insert(ident(op), i);
+    for (i, op) in ops.iter().enumerate() {
+        if let Some(id) = op.row_id() {
+            last.insert(id, i);
+        }
     }
     let mut reduced = Reduced {
         delete_keys: Vec::new(),
         delete_functions: Vec::new(),
         puts: Vec::new(),
     };
-    for (i, &op) in ops.iter().enumerate() {
-        let (key, function) = ident(op);
+    for (i, op) in ops.iter().enumerate() {
+        let Some((key, function)) = op.row_id() else {
+            continue;
+        };
         if last.get(&(key, function)) != Some(&i) {
             continue;
         }
         match (op, layout.check_text(key, function)) {
-            (Op::Delete { .. }, Ok((key, function))) => {
-                reduced.delete_keys.push(key);
-                reduced.delete_functions.push(function);
-            }
-            // A row that cannot be stored was never stored.
-            (Op::Delete { .. }, Err(_)) => {}
             (Op::Put(row), Ok((key, function))) => match layout.check_when(row.when) {
                 Ok(when) => reduced.puts.push((key, function, row, when)),
                 Err(why) => skip(row, &why),
             },
             (Op::Put(row), Err(why)) => skip(row, &why),
-            (Op::Forget { .. }, _) => {}
+            (_, Ok((key, function))) => {
+                reduced.delete_keys.push(key);
+                reduced.delete_functions.push(function);
+            }
+            // A row that cannot be stored was never stored.
+            (_, Err(_)) => {}
         }
     }
     reduced

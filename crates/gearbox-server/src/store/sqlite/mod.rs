@@ -319,17 +319,13 @@ impl<'conn> Writes<'conn> {
                 true => (&mut self.append_many, ROWS_PER_INSERT),
                 false => (&mut self.append_one, 1),
             };
-            for (op, blob) in rest[..take].iter().zip(&mut self.blobs) {
-                let Op::Put(row) = op else {
-                    unreachable!("counted appends")
-                };
-                log_row::encode(row, blob);
-            }
+            let rows = rest[..take].iter().map(|op| match op {
+                Op::Put(row) => row,
+                _ => unreachable!("counted appends"),
+            });
             let mut values: Vec<ToSqlOutput<'_>> = Vec::with_capacity(take * 2);
-            for (op, blob) in rest[..take].iter().zip(&self.blobs) {
-                let Op::Put(row) = op else {
-                    unreachable!("counted appends")
-                };
+            for (row, blob) in rows.zip(&mut self.blobs) {
+                log_row::encode(row, blob);
                 values.push(ToSqlOutput::from(row.position.unwrap_or_default()));
                 values.push(ToSqlOutput::Borrowed(ValueRef::Blob(blob)));
             }
