@@ -1,16 +1,17 @@
 //! One client, worker or admin connection.
 //!
-//! The task decodes everything it has read, then takes the engine lock once
-//! for the whole batch, so a pipelining client costs one lock and one write per
-//! read instead of one per packet. It also writes: whatever the engine queued
-//! for this connection, its own replies and packets pushed by others, several
+//! The task decodes everything it has read and hands the frames to the engine
+//! as one batch, so a pipelining client costs one lock and one write per read
+//! instead of one per packet. It also writes: whatever the engine queued for
+//! this connection, its own replies and packets pushed by others, several
 //! buffers per write when they pile up.
 
-use crate::engine::{Backlog, ConnId, Engine, Peer};
+use crate::dispatch::{Batch, Dispatch};
+use crate::engine::{Backlog, ConnId, Peer};
 use bytes::{Bytes, BytesMut};
 use gearbox_proto::Codec;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -23,15 +24,6 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// How long a closing connection may take to send its last bytes (an ERROR).
 const LINGER: Duration = Duration::from_secs(5);
 
-/// Locks the engine. A panic while it was held is logged and the state used as
-/// it is: one bad command must not stop every other connection.
-pub fn lock(engine: &Mutex<Engine>) -> MutexGuard<'_, Engine> {
-    engine.lock().unwrap_or_else(|poisoned| {
-        tracing::error!("engine lock poisoned by a panic; continuing");
-        poisoned.into_inner()
-    })
-}
-
 /// A connection known to the engine, with the receiving end of its outbox.
 pub struct Registration {
     id: ConnId,
@@ -42,10 +34,10 @@ pub struct Registration {
 /// Adds a connection to the engine. The accept loop calls this before it
 /// spawns the connection's task, so connection ids (and `workers` lines) follow
 /// accept order rather than the order in which tasks first get to run.
-pub fn register(engine: &Mutex<Engine>, peer: Peer) -> Registration {
+pub fn register(dispatch: &Dispatch, peer: Peer) -> Registration {
     let (tx, rx) = mpsc::unbounded_channel();
     let backlog = Arc::new(Backlog::default());
-    let id = lock(engine).connect(tx, backlog.clone(), peer);
+    let id = dispatch.with(|engine| engine.connect(tx, backlog.clone(), peer));
     Registration { id, rx, backlog }
 }
 
@@ -57,7 +49,7 @@ pub fn register(engine: &Mutex<Engine>, peer: Peer) -> Registration {
 /// writing stay independent inside the `select!`: a peer that stops reading its
 /// replies does not stop its requests from being read.
 pub async fn serve<R, W>(
-    engine: Arc<Mutex<Engine>>,
+    dispatch: Arc<Dispatch>,
     registration: Registration,
     mut reader: R,
     mut writer: W,
@@ -76,6 +68,7 @@ pub async fn serve<R, W>(
     let mut codec = Codec::new(max_packet_size);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Outgoing::default();
+    let queued = Arc::new(AtomicBool::new(false));
     loop {
         out.refill(&mut rx);
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -102,14 +95,17 @@ pub async fn serve<R, W>(
             read = reader.read_buf(&mut buf) => match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    if !handle_input(&engine, id, &mut codec, &mut buf) {
+                    let batch = decode(id, &mut codec, &mut buf, &queued);
+                    let framed = batch.error.is_none();
+                    dispatch.handle(batch);
+                    if !framed {
                         break;
                     }
                 }
             },
         }
     }
-    close(&engine, id);
+    dispatch.with(|engine| engine.disconnect(id));
     if cut {
         return;
     }
@@ -133,29 +129,23 @@ pub async fn serve<R, W>(
     .await;
 }
 
-/// Decodes and handles everything buffered, under one lock. Frames are large,
-/// and moving each through a staging vector cost more than decoding them.
-/// Returns false when the input could not be framed and the connection ends.
-fn handle_input(engine: &Mutex<Engine>, id: ConnId, codec: &mut Codec, buf: &mut BytesMut) -> bool {
-    let mut engine = lock(engine);
-    let framed = loop {
+/// Decodes every complete frame buffered, outside the engine lock. A framing
+/// error ends the batch: the connection closes after the engine reports it.
+fn decode(id: ConnId, codec: &mut Codec, buf: &mut BytesMut, queued: &Arc<AtomicBool>) -> Batch {
+    let mut frames = Vec::new();
+    let error = loop {
         match codec.decode(buf) {
-            Ok(Some(frame)) => engine.handle(id, &frame),
-            Ok(None) => break true,
-            Err(e) => {
-                engine.protocol_error(id, &e);
-                break false;
-            }
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
         }
     };
-    engine.flush();
-    framed
-}
-
-fn close(engine: &Mutex<Engine>, id: ConnId) {
-    let mut engine = lock(engine);
-    engine.disconnect(id);
-    engine.flush();
+    Batch {
+        conn: id,
+        frames,
+        error,
+        queued: queued.clone(),
+    }
 }
 
 /// Bytes waiting to be written: the buffer being written, joined from as many

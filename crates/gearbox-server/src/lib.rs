@@ -4,11 +4,14 @@
 //! * [`config`], settings.
 //! * [`server`], listeners (TCP and unix socket), timers and shutdown.
 //! * `connection`, one task pair per connection, batching reads and writes.
+//! * `dispatch`, the engine's lock, and the hand-off that spares connections
+//!   from sleeping on it.
 //! * [`engine`], the single owner of functions, jobs and workers.
 //! * [`store`], the seam where background jobs are persisted.
 
 pub mod config;
 mod connection;
+mod dispatch;
 pub mod engine;
 mod persistence;
 pub mod server;

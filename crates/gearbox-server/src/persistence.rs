@@ -1,26 +1,25 @@
 //! The two tasks between the engine and its queue store: releasing replies
 //! held for a commit, and replaying the rows of an earlier run.
 
-use crate::connection::lock;
-use crate::engine::Engine;
+use crate::dispatch::Dispatch;
 use crate::store::{Commits, Replay};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::watch;
 
 /// Each time the store commits, sends the JOB_CREATEDs that waited for it.
-pub async fn release_loop(engine: Arc<Mutex<Engine>>, commits: Arc<Commits>) {
+pub async fn release_loop(dispatch: Arc<Dispatch>, commits: Arc<Commits>) {
     loop {
         commits.notify.notified().await;
         let committed = commits.committed.load(std::sync::atomic::Ordering::SeqCst);
-        lock(&engine).release_stored(committed);
+        dispatch.with(|engine| engine.release_stored(committed));
     }
 }
 
 /// Reads the earlier run's rows on a thread of its own and queues them a
 /// chunk at a time, so the server answers admin commands and takes submits
 /// while a large queue comes back.
-pub fn spawn_replay(engine: Arc<Mutex<Engine>>, mut replay: Replay, stop: watch::Receiver<bool>) {
+pub fn spawn_replay(dispatch: Arc<Dispatch>, mut replay: Replay, stop: watch::Receiver<bool>) {
     let spawned = std::thread::Builder::new()
         .name("gearbox-replay".into())
         .spawn(move || {
@@ -42,9 +41,7 @@ pub fn spawn_replay(engine: Arc<Mutex<Engine>>, mut replay: Replay, stop: watch:
                     }
                 };
                 jobs += rows.len();
-                let mut engine = lock(&engine);
-                engine.replay(rows);
-                engine.flush();
+                dispatch.with(|engine| engine.replay(rows));
             }
             tracing::info!(jobs, seconds = started.elapsed().as_secs_f64(), "replay finished");
         });

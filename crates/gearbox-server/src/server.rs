@@ -1,7 +1,8 @@
 //! Listeners, the timer task and shutdown.
 
 use crate::config::{Config, Keepalive};
-use crate::connection::{self, lock};
+use crate::connection;
+use crate::dispatch::Dispatch;
 use crate::engine::{Engine, Peer, ShutdownRequest, Signals};
 use crate::persistence;
 use crate::store::{InMemory, QueueStore};
@@ -11,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -19,7 +20,7 @@ use tokio_util::task::TaskTracker;
 
 /// A bound server, ready to [`run`](Server::run).
 pub struct Server {
-    engine: Arc<Mutex<Engine>>,
+    dispatch: Arc<Dispatch>,
     signals: Arc<Signals>,
     config: Config,
     tcp: Vec<TcpListener>,
@@ -76,7 +77,7 @@ impl Server {
         let signals = Arc::new(Signals::default());
         let engine = Engine::with_store(&config, signals.clone(), store);
         Ok(Server {
-            engine: Arc::new(Mutex::new(engine)),
+            dispatch: Arc::new(Dispatch::new(engine)),
             signals,
             config,
             tcp,
@@ -112,15 +113,14 @@ impl Server {
             let spawner = Spawner::new(&self, &stop_rx, &connections);
             listeners.spawn(accept_unix(listener, spawner));
         }
-        let timers = tokio::spawn(timer_loop(self.engine.clone(), self.signals.clone()));
-        let (commits, replay) = {
-            let mut engine = lock(&self.engine);
-            (engine.store_commits(), engine.take_replay())
-        };
+        let timers = tokio::spawn(timer_loop(self.dispatch.clone(), self.signals.clone()));
+        let (commits, replay) = self
+            .dispatch
+            .with(|engine| (engine.store_commits(), engine.take_replay()));
         let releases =
-            commits.map(|c| tokio::spawn(persistence::release_loop(self.engine.clone(), c)));
+            commits.map(|c| tokio::spawn(persistence::release_loop(self.dispatch.clone(), c)));
         if let Some(replay) = replay {
-            persistence::spawn_replay(self.engine.clone(), replay, stop_rx.clone());
+            persistence::spawn_replay(self.dispatch.clone(), replay, stop_rx.clone());
         }
 
         let mut requests = self.signals.shutdown.subscribe();
@@ -139,14 +139,14 @@ impl Server {
             tracing::info!("graceful shutdown: listeners closed, waiting for running jobs");
             self.drain(&mut requests).await;
         }
-        let queued = lock(&self.engine).job_count();
+        let queued = self.dispatch.with(|engine| engine.job_count());
         if queued > 0 {
             tracing::warn!(jobs = queued, "stopping with jobs still queued");
         }
         timers.abort();
         // Commit what the store has queued and send the JOB_CREATEDs that
         // waited for it, before the connections go.
-        lock(&self.engine).close_store();
+        self.dispatch.with(|engine| engine.close_store());
         if let Some(releases) = releases {
             releases.abort();
         }
@@ -165,10 +165,10 @@ impl Server {
 
     /// Waits until no job runs, or until an immediate shutdown is asked for.
     async fn drain(&self, requests: &mut watch::Receiver<ShutdownRequest>) {
-        lock(&self.engine).begin_drain();
+        self.dispatch.with(|engine| engine.begin_drain());
         loop {
             let idle = self.signals.idle.notified();
-            if lock(&self.engine).running_jobs() == 0 {
+            if self.dispatch.with(|engine| engine.running_jobs()) == 0 {
                 return;
             }
             tokio::select! {
@@ -188,7 +188,7 @@ const FLUSH_ON_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Starts connection tasks: what the accept loops share.
 struct Spawner {
-    engine: Arc<Mutex<Engine>>,
+    dispatch: Arc<Dispatch>,
     max_packet_size: u32,
     keepalive: Option<Keepalive>,
     stop: watch::Receiver<bool>,
@@ -198,7 +198,7 @@ struct Spawner {
 impl Spawner {
     fn new(server: &Server, stop: &watch::Receiver<bool>, tracker: &TaskTracker) -> Spawner {
         Spawner {
-            engine: server.engine.clone(),
+            dispatch: server.dispatch.clone(),
             max_packet_size: server.config.max_packet_size,
             keepalive: server.config.keepalive.clone(),
             stop: stop.clone(),
@@ -211,9 +211,9 @@ impl Spawner {
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
         W: tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let registration = connection::register(&self.engine, peer);
+        let registration = connection::register(&self.dispatch, peer);
         let task = connection::serve(
-            self.engine.clone(),
+            self.dispatch.clone(),
             registration,
             reader,
             writer,
@@ -344,15 +344,10 @@ async fn accept_unix(listener: UnixListener, spawner: Spawner) {
 
 /// Fires epoch and CAN_DO_TIMEOUT deadlines. Sleeps until the next one, or
 /// until the engine says an earlier one was added.
-async fn timer_loop(engine: Arc<Mutex<Engine>>, signals: Arc<Signals>) {
+async fn timer_loop(dispatch: Arc<Dispatch>, signals: Arc<Signals>) {
     loop {
         let woken = signals.timers.notified();
-        let next = {
-            let mut engine = lock(&engine);
-            let next = engine.fire_timers();
-            engine.flush();
-            next
-        };
+        let next = dispatch.with(|engine| engine.fire_timers());
         match next {
             Some(at) => {
                 tokio::select! {
