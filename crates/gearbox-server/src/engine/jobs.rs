@@ -7,6 +7,7 @@
 //! than a second copy of each unique.
 
 use super::arena::{ArenaBox, Tailed};
+use super::job_pages::JobPages;
 use super::ConnId;
 use hashbrown::HashTable;
 use std::collections::hash_map::RandomState;
@@ -197,26 +198,21 @@ pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<CoalesceKey<
     }
 }
 
-/// All live jobs, by handle number and by (function, coalesce key).
+/// All live jobs, by handle number (pages of consecutive ids, see
+/// `job_pages.rs`) and by (function, coalesce key).
 ///
-/// Both indexes are `hashbrown` tables of two words per slot: the job table
-/// holds (id, boxed job) and the unique index (hash, id). With power-of-two
-/// tables at 7/8 load, inline 100-byte entries would cost up to ~240 bytes a
-/// job. Keeping the id and the hash in the slot means a resize only moves
-/// words: it never touches the job records, which at a million jobs would be a
-/// cache miss each and stall every connection for a fraction of a second.
+/// The unique index is a `hashbrown` table of two words per slot, (hash, id).
+/// With power-of-two tables at 7/8 load, inline 100-byte entries would cost up
+/// to ~240 bytes a job. Keeping the hash and the id in the slot means a resize
+/// only moves words: it never touches the job records, which at a million jobs
+/// would be a cache miss each and stall every connection for a fraction of a
+/// second.
 #[derive(Default)]
 pub struct JobTable {
-    jobs: HashTable<(JobId, Job)>,
+    jobs: JobPages,
     by_unique: HashTable<(u64, JobId)>,
     hasher: RandomState,
     next_id: JobId,
-}
-
-/// Hash of a job id. Ids are ours (sequential, never from a peer), so a
-/// multiply-fold is enough and much cheaper than SipHash.
-fn id_hash(id: JobId) -> u64 {
-    super::fold(id)
 }
 
 impl JobTable {
@@ -225,19 +221,15 @@ impl JobTable {
     }
 
     pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.jobs
-            .find(id_hash(id), |(k, _)| *k == id)
-            .map(|(_, j)| j)
+        self.jobs.get(id)
     }
 
     pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
-        self.jobs
-            .find_mut(id_hash(id), |(k, _)| *k == id)
-            .map(|(_, j)| j)
+        self.jobs.get_mut(id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Job> {
-        self.jobs.iter().map(|(_, j)| j)
+        self.jobs.iter()
     }
 
     /// The hash a key is indexed under. A submit computes it once, for both
@@ -289,8 +281,7 @@ impl JobTable {
         let id = self.next_id;
         job.id = id;
         job.coalescable = key_hash.is_some();
-        self.jobs
-            .insert_unique(id_hash(id), (id, job), |(k, _)| id_hash(*k));
+        self.jobs.insert(id, job);
         if let Some(hash) = key_hash {
             self.by_unique.insert_unique(hash, (hash, id), |&(h, _)| h);
         }
@@ -315,21 +306,14 @@ impl JobTable {
 
     pub fn remove(&mut self, id: JobId) -> Option<Job> {
         self.unindex(id);
-        let job = match self.jobs.find_entry(id_hash(id), |(k, _)| *k == id) {
-            Ok(entry) => entry.remove().0 .1,
-            Err(_) => return None,
-        };
+        let job = self.jobs.remove(id)?;
         self.shrink_if_sparse();
         Some(job)
     }
 
     /// Gives memory back once a backlog has drained: hash tables never shrink by
-    /// themselves.
+    /// themselves. (The job pages free themselves.)
     fn shrink_if_sparse(&mut self) {
-        if self.jobs.capacity() > 1024 && self.jobs.len() * 4 < self.jobs.capacity() {
-            self.jobs
-                .shrink_to(self.jobs.len() * 2, |(k, _)| id_hash(*k));
-        }
         if self.by_unique.capacity() > 1024 && self.by_unique.len() * 4 < self.by_unique.capacity()
         {
             self.by_unique

@@ -17,6 +17,7 @@ mod admin;
 mod arena;
 mod functions;
 mod grab;
+mod job_pages;
 mod jobs;
 mod status;
 mod store;
