@@ -151,6 +151,18 @@ pub fn specs(quick: bool) -> Vec<Spec> {
         }
         rows.extend([
             row(
+                "full_queue_submit_jobs_per_s",
+                "submit with the whole queue there (a tenth more jobs): jobs/s",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "full_queue_vs_empty_submit",
+                "that rate ÷ the fill's first tenth (empty queue)",
+                Better::Higher,
+                2,
+            ),
+            row(
                 "fill_jobs_per_server_cpu_s",
                 "fill: jobs per server CPU-second",
                 Better::Higher,

@@ -320,6 +320,22 @@ async fn submit_phase(
     latency: bool,
     stop_after: Option<Duration>,
 ) -> Result<Submitted> {
+    submit_phase_from(ctx, phase, 0, jobs, conns, window, latency, stop_after).await
+}
+
+/// [`submit_phase`] for job indexes `first..first + jobs`, so that a second
+/// phase of the same run gets uniques of its own.
+#[allow(clippy::too_many_arguments)]
+async fn submit_phase_from(
+    ctx: &Ctx<'_>,
+    phase: &str,
+    first_index: u64,
+    jobs: u64,
+    conns: usize,
+    window: u64,
+    latency: bool,
+    stop_after: Option<Duration>,
+) -> Result<Submitted> {
     let connections = connect_all(&ctx.opts.server, conns).await?;
     let progress = Arc::new(Progress::new(jobs));
     ctx.tracker.enter(phase, progress.clone());
@@ -331,7 +347,7 @@ async fn submit_phase(
         .map(|(conn, (first, count))| {
             let plan = SubmitPlan {
                 kind: PacketType::SUBMIT_JOB_BG,
-                first,
+                first: first_index + first,
                 count,
                 window: window.max(1),
                 latency,
@@ -661,11 +677,27 @@ async fn memory(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let cpu0 = ctx.monitor.sample()?;
     let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false, None).await?;
     let cpu1 = ctx.monitor.sample()?;
+    client_anomalies(report, "fill", &s.stats);
+    expect_queued(ctx, report, s.stats.created, "with the queue full").await?;
+    // The submit rate with the whole backlog already queued, for a tenth as
+    // many jobs again, against the fill's first tenth on an empty queue.
+    let probe_jobs = (jobs / 10).max(1);
+    let probe = submit_phase_from(
+        ctx,
+        "full-queue submit",
+        jobs,
+        probe_jobs,
+        o.connections,
+        o.window,
+        false,
+        None,
+    )
+    .await?;
+    client_anomalies(report, "full-queue submit", &probe.stats);
     let _ = stop_tx.send(());
     let sampled_peak = sampler.await.map_err(|e| err!("sampler panicked: {e}"))?;
     let rss_full = ctx.monitor.rss()?;
-    let created = s.stats.created;
-    client_anomalies(report, "fill", &s.stats);
+    let created = s.stats.created + probe.stats.created;
     if let (Some(before), Some(full)) = (rss_before, rss_full) {
         let peak = sampled_peak.unwrap_or(full).max(full);
         report.fig("rss_before_kib", before as f64);
@@ -678,23 +710,26 @@ async fn memory(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
             );
         }
     }
-    report.fig("fill_jobs_per_s", rate(created, s.elapsed));
-    cpu_figures(report, "fill_", cpu0, cpu1, created);
+    report.fig("fill_jobs_per_s", rate(s.stats.created, s.elapsed));
+    cpu_figures(report, "fill_", cpu0, cpu1, s.stats.created);
+    let full_queue_rate = rate(probe.stats.created, probe.elapsed);
+    report.fig("full_queue_submit_jobs_per_s", full_queue_rate);
     let tenths = s.progress.tenths();
     let mut prev_t = s.start;
     let mut prev_n = 0;
     for (i, t) in tenths.iter().enumerate() {
         let mark = jobs * (i as u64 + 1) / 10;
         if let Some(t) = t {
-            report.fig(
-                &format!("fill_slice_{:02}_jobs_per_s", i + 1),
-                rate(mark - prev_n, t.duration_since(prev_t)),
-            );
+            let slice_rate = rate(mark - prev_n, t.duration_since(prev_t));
+            report.fig(&format!("fill_slice_{:02}_jobs_per_s", i + 1), slice_rate);
+            if i == 0 && slice_rate > 0.0 {
+                report.fig("full_queue_vs_empty_submit", full_queue_rate / slice_rate);
+            }
             prev_t = *t;
         }
         prev_n = mark;
     }
-    expect_queued(ctx, report, created, "with the queue full").await?;
+    expect_queued(ctx, report, created, "after the full-queue submit").await?;
 
     let cpu2 = ctx.monitor.sample()?;
     let (w, elapsed) = drain_phase(ctx, "drain", created, o.workers).await?;
