@@ -6,11 +6,11 @@
 //! this connection, its own replies and packets pushed by others, several
 //! buffers per write when they pile up.
 
-use crate::dispatch::{Batch, Dispatch};
+use crate::dispatch::{Batch, Dispatch, HandOff};
 use crate::engine::{Backlog, ConnId, Peer};
 use bytes::{Bytes, BytesMut};
 use gearbox_proto::Codec;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -68,7 +68,7 @@ pub async fn serve<R, W>(
     let mut codec = Codec::new(max_packet_size);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut out = Outgoing::default();
-    let queued = Arc::new(AtomicBool::new(false));
+    let hand_off = Arc::new(HandOff::default());
     loop {
         out.refill(&mut rx);
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
@@ -92,10 +92,14 @@ pub async fn serve<R, W>(
                 Some(bytes) => out.push(bytes),
                 None => break,
             },
-            read = reader.read_buf(&mut buf) => match read {
+            // Reads wait while the last batch is queued for the engine, so a
+            // connection never has two batches queued and never blocks a
+            // thread on the engine lock.
+            _ = hand_off.ran(), if hand_off.is_queued() => {}
+            read = reader.read_buf(&mut buf), if !hand_off.is_queued() => match read {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {
-                    let batch = decode(id, &mut codec, &mut buf, &queued);
+                    let batch = decode(id, &mut codec, &mut buf, &hand_off);
                     let framed = batch.error.is_none();
                     dispatch.handle(batch);
                     if !framed {
@@ -131,7 +135,7 @@ pub async fn serve<R, W>(
 
 /// Decodes every complete frame buffered, outside the engine lock. A framing
 /// error ends the batch: the connection closes after the engine reports it.
-fn decode(id: ConnId, codec: &mut Codec, buf: &mut BytesMut, queued: &Arc<AtomicBool>) -> Batch {
+fn decode(id: ConnId, codec: &mut Codec, buf: &mut BytesMut, owner: &Arc<HandOff>) -> Batch {
     let mut frames = Vec::new();
     let error = loop {
         match codec.decode(buf) {
@@ -144,7 +148,7 @@ fn decode(id: ConnId, codec: &mut Codec, buf: &mut BytesMut, queued: &Arc<Atomic
         conn: id,
         frames,
         error,
-        queued: queued.clone(),
+        owner: owner.clone(),
     }
 }
 

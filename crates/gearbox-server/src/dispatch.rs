@@ -15,8 +15,9 @@
 //! - Whoever takes the lock runs the queue before anything else, and checks it
 //!   again after letting go; whoever queues tries the lock after queueing. So a
 //!   queued batch is never left behind with nobody holding the lock.
-//! - A connection has at most one batch in the queue. If its last one is still
-//!   waiting, it waits for the lock like before. Frames of one connection
+//! - A connection has at most one batch in the queue: its task does not read
+//!   again until [`HandOff::ran`] says the last one ran (should it hand off
+//!   anyway, it waits for the lock like before). Frames of one connection
 //!   therefore run in order, and the queue is bounded by the number of
 //!   connections.
 
@@ -24,6 +25,26 @@ use crate::engine::{ConnId, Engine};
 use gearbox_proto::{DecodeError, Frame};
 use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use tokio::sync::Notify;
+
+/// A connection's side of the hand-off: whether its last batch still waits.
+#[derive(Default)]
+pub struct HandOff {
+    queued: AtomicBool,
+    ran: Notify,
+}
+
+impl HandOff {
+    pub fn is_queued(&self) -> bool {
+        self.queued.load(SeqCst)
+    }
+
+    /// Completes once the batch queued last has run (at once if none waits,
+    /// or spuriously: check [`is_queued`](Self::is_queued) again).
+    pub async fn ran(&self) {
+        self.ran.notified().await
+    }
+}
 
 /// What one read of a connection decoded: its complete frames and, if the
 /// stream could not be framed further, why.
@@ -31,9 +52,8 @@ pub struct Batch {
     pub conn: ConnId,
     pub frames: Vec<Frame>,
     pub error: Option<DecodeError>,
-    /// Set while this batch waits in the hand-off queue. Owned by the
-    /// connection, which checks it before handing off the next batch.
-    pub queued: Arc<AtomicBool>,
+    /// The connection's hand-off state, which it checks before reading again.
+    pub owner: Arc<HandOff>,
 }
 
 /// The dispatch state and the hand-off queue in front of it.
@@ -67,11 +87,11 @@ impl Dispatch {
     /// leaves them to whoever holds it. The batch always goes through the
     /// queue, so there is one path: queue, then try to run the queue.
     pub fn handle(&self, batch: Batch) {
-        if batch.queued.load(SeqCst) {
+        if batch.owner.is_queued() {
             // The connection's previous batch still waits: run both, in order.
             return self.with(|engine| run(engine, batch));
         }
-        batch.queued.store(true, SeqCst);
+        batch.owner.queued.store(true, SeqCst);
         lock_ignoring_poison(&self.handoff).push(batch);
         self.waiting.store(true, SeqCst);
         // Pairs with the fence in `release`: either the holder sees `waiting`
@@ -136,7 +156,8 @@ fn run(engine: &mut Engine, batch: Batch) {
     if let Some(error) = &batch.error {
         engine.protocol_error(batch.conn, error);
     }
-    batch.queued.store(false, SeqCst);
+    batch.owner.queued.store(false, SeqCst);
+    batch.owner.ran.notify_one();
 }
 
 fn lock_ignoring_poison<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,7 +180,7 @@ mod tests {
     struct TestConn {
         id: ConnId,
         rx: mpsc::UnboundedReceiver<Bytes>,
-        queued: Arc<AtomicBool>,
+        owner: Arc<HandOff>,
     }
 
     fn connect(dispatch: &Dispatch) -> TestConn {
@@ -173,7 +194,7 @@ mod tests {
         TestConn {
             id,
             rx,
-            queued: Arc::new(AtomicBool::new(false)),
+            owner: Arc::new(HandOff::default()),
         }
     }
 
@@ -188,7 +209,7 @@ mod tests {
             conn: conn.id,
             frames,
             error: None,
-            queued: conn.queued.clone(),
+            owner: conn.owner.clone(),
         }
     }
 
@@ -220,7 +241,7 @@ mod tests {
         let dispatch = dispatch();
         let mut conn = connect(&dispatch);
         dispatch.handle(echoes(&conn, 0..2));
-        assert!(!conn.queued.load(SeqCst));
+        assert!(!conn.owner.is_queued());
         assert_eq!(echoed(&mut conn), vec![0, 1]);
     }
 
@@ -243,11 +264,11 @@ mod tests {
         };
         inside_rx.recv().unwrap();
         dispatch.handle(echoes(&conn, 0..3));
-        assert!(conn.queued.load(SeqCst), "the batch waits in the queue");
+        assert!(conn.owner.is_queued(), "the batch waits in the queue");
         assert_eq!(echoed(&mut conn), Vec::<u32>::new(), "nothing ran yet");
         returned_tx.send(()).unwrap();
         assert!(holder.join().unwrap().is_ok(), "handle() did not block");
-        assert!(!conn.queued.load(SeqCst));
+        assert!(!conn.owner.is_queued());
         assert_eq!(echoed(&mut conn), vec![0, 1, 2], "the holder ran it");
     }
 
