@@ -3,7 +3,8 @@
 use super::jobs::{FuncId, JobId, Priority};
 use super::ConnId;
 use bytes::Bytes;
-use std::collections::{HashMap, VecDeque};
+use hashbrown::HashMap;
+use std::collections::VecDeque;
 
 #[derive(Debug, Default)]
 pub struct Function {
@@ -78,6 +79,7 @@ impl Function {
 pub struct Functions {
     slots: Vec<Option<Function>>,
     free: Vec<FuncId>,
+    /// hashbrown's seeded foldhash, not SipHash: looked up on every submit.
     by_name: HashMap<Bytes, FuncId>,
 }
 

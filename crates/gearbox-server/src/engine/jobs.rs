@@ -10,7 +10,6 @@ use super::arena::{ArenaBox, Tailed};
 use super::job_pages::JobPages;
 use super::ConnId;
 use hashbrown::HashTable;
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 pub type JobId = u64;
@@ -211,7 +210,11 @@ pub fn coalesce_key<'a>(unique: &'a [u8], data: &'a [u8]) -> Option<CoalesceKey<
 pub struct JobTable {
     jobs: JobPages,
     by_unique: HashTable<(u64, JobId)>,
-    hasher: RandomState,
+    /// foldhash, seeded per process (hashbrown's default): uniques come from
+    /// peers, so the seed keeps them from choosing collisions, and it hashes a
+    /// 36-byte uuid several times faster than SipHash, which was 2.6% of the
+    /// server's CPU on a submit with uuid uniques.
+    hasher: hashbrown::DefaultHashBuilder,
     next_id: JobId,
 }
 
