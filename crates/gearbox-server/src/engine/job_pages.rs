@@ -15,8 +15,12 @@
 //!
 //! A page is freed when its last job goes, so memory follows live jobs: the
 //! worst case, one live job per page (long-lived jobs among a stream of short
-//! ones), is one page (about 2 KiB) per live job.
+//! ones), is one page (about 2 KiB) per live job. Pages live in the job arena
+//! (`arena.rs`), so that they are destroyed with it after a large backlog has
+//! drained: from jemalloc's default arena they left 0.2–0.4 MiB of RSS behind
+//! after a 1M drain (7.7 against 7.3–7.5 MiB).
 
+use super::arena::{ArenaBox, Tailed};
 use super::jobs::{Job, JobId};
 use hashbrown::HashTable;
 
@@ -28,7 +32,15 @@ const PAGE: u64 = 256;
 struct Page {
     number: u64,
     live: u32,
-    slots: Box<[Option<Job>; PAGE as usize]>,
+    slots: ArenaBox<Slots>,
+}
+
+struct Slots([Option<Job>; PAGE as usize]);
+
+impl Tailed for Slots {
+    fn tail_len(&self) -> usize {
+        0
+    }
 }
 
 #[derive(Default)]
@@ -57,11 +69,11 @@ impl JobPages {
     }
 
     pub fn get(&self, id: JobId) -> Option<&Job> {
-        self.page(id / PAGE)?.slots[(id % PAGE) as usize].as_ref()
+        self.page(id / PAGE)?.slots.0[(id % PAGE) as usize].as_ref()
     }
 
     pub fn get_mut(&mut self, id: JobId) -> Option<&mut Job> {
-        self.page_mut(id / PAGE)?.slots[(id % PAGE) as usize].as_mut()
+        self.page_mut(id / PAGE)?.slots.0[(id % PAGE) as usize].as_mut()
     }
 
     /// Stores `job` under `id`, which must not be live.
@@ -71,13 +83,13 @@ impl JobPages {
             let page = Page {
                 number,
                 live: 0,
-                slots: Box::new([const { None }; PAGE as usize]),
+                slots: ArenaBox::with_tail(Slots([const { None }; PAGE as usize]), &[]),
             };
             self.pages
                 .insert_unique(page_hash(number), page, |p| page_hash(p.number));
         }
         let page = self.page_mut(number).expect("just made");
-        let slot = &mut page.slots[(id % PAGE) as usize];
+        let slot = &mut page.slots.0[(id % PAGE) as usize];
         debug_assert!(slot.is_none(), "job id {id} reused");
         if slot.replace(job).is_none() {
             page.live += 1;
@@ -94,7 +106,7 @@ impl JobPages {
             return None;
         };
         let page = entry.get_mut();
-        let job = page.slots[(id % PAGE) as usize].take()?;
+        let job = page.slots.0[(id % PAGE) as usize].take()?;
         page.live -= 1;
         self.len -= 1;
         if page.live == 0 {
@@ -111,7 +123,7 @@ impl JobPages {
     pub fn iter(&self) -> impl Iterator<Item = &Job> {
         self.pages
             .iter()
-            .flat_map(|page| page.slots.iter().flatten())
+            .flat_map(|page| page.slots.0.iter().flatten())
     }
 }
 
