@@ -1,8 +1,8 @@
 //! The scenarios `loadgen --scenario NAME` runs, and their options.
 
 use crate::client::{
-    connect_all, foreground_loop, shares, submit_bg_loop, write_uuid, ClientStats, JobSpec,
-    Progress, SubmitPlan, UniqueMode,
+    connect_all, shares, submit_bg_loop, write_uuid, ClientStats, JobSpec, Progress, SubmitPlan,
+    UniqueMode,
 };
 use crate::conn::{admin_status, Target};
 use crate::procstat::{Monitor, ProcSample};
@@ -12,11 +12,14 @@ use crate::{err, Result};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use gearbox_proto::PacketType;
-use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
+
+mod memory;
+mod submit;
+mod workers;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -203,12 +206,12 @@ pub async fn run(opts: &Options, tracker: &Tracker, report: &mut Report) -> Resu
         report.fig("server_rss_start_kib", s.rss_kib as f64);
     }
     match opts.scenario {
-        Scenario::SubmitBg => submit_bg(&ctx, report).await?,
-        Scenario::Drain => drain(&ctx, report).await?,
-        Scenario::Roundtrip => roundtrip(&ctx, report).await?,
-        Scenario::Coalesce => coalesce(&ctx, report).await?,
-        Scenario::Latency => latency(&ctx, report).await?,
-        Scenario::Memory => memory(&ctx, report).await?,
+        Scenario::SubmitBg => submit::submit_bg(&ctx, report).await?,
+        Scenario::Drain => workers::drain(&ctx, report).await?,
+        Scenario::Roundtrip => workers::roundtrip(&ctx, report).await?,
+        Scenario::Coalesce => workers::coalesce(&ctx, report).await?,
+        Scenario::Latency => submit::latency(&ctx, report).await?,
+        Scenario::Memory => memory::memory(&ctx, report).await?,
     }
     if let Some(s) = ctx.monitor.sample()? {
         report.fig("server_rss_end_kib", s.rss_kib as f64);
@@ -421,139 +424,6 @@ async fn cleanup(ctx: &Ctx<'_>, report: &mut Report, queued: u64) -> Result<()> 
     expect_queued(ctx, report, 0, "after the cleanup drain").await
 }
 
-async fn submit_bg(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    report.param("connections", o.connections as u64);
-    report.param("window", o.window);
-    report.param("unique", o.unique.to_string());
-    let stop_after = o.duration.map(|d| Duration::from_secs_f64(d.max(0.001)));
-    if let Some(d) = o.duration {
-        report.param("duration_s", d);
-    }
-    let before = ctx.monitor.sample()?;
-    let s = submit_phase(
-        ctx,
-        "submit",
-        jobs,
-        o.connections,
-        o.window,
-        o.latency,
-        stop_after,
-    )
-    .await?;
-    let after = ctx.monitor.sample()?;
-    let mut stats = s.stats;
-    report.fig("jobs_per_s", rate(stats.created, s.elapsed));
-    report.fig("elapsed_s", s.elapsed.as_secs_f64());
-    report.fig("jobs_created", stats.created as f64);
-    if o.duration.is_some() {
-        // 1 when the time limit, not the job count, ended the run.
-        let answered = stats.created + stats.errors;
-        report.fig("stopped_by_duration", f64::from(u8::from(answered < jobs)));
-    }
-    if o.latency {
-        latency_figures(report, &mut stats);
-    }
-    cpu_figures(report, "", before, after, stats.created);
-    if let Some(a) = after {
-        report.fig("server_rss_queued_kib", a.rss_kib as f64);
-    }
-    client_anomalies(report, "submit", &stats);
-    expect_queued(ctx, report, stats.created, "after submitting").await?;
-    cleanup(ctx, report, stats.created).await
-}
-
-async fn drain(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    report.param("connections", o.connections as u64);
-    report.param("window", o.window);
-    report.param("unique", o.unique.to_string());
-    report.param("workers", o.workers as u64);
-    report.param("grab_window", o.grab_window as u64);
-    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false, None).await?;
-    report.fig("fill_jobs_per_s", rate(s.stats.created, s.elapsed));
-    client_anomalies(report, "fill", &s.stats);
-    expect_queued(ctx, report, s.stats.created, "after filling").await?;
-    let before = ctx.monitor.sample()?;
-    let (w, elapsed) = drain_phase(ctx, "drain", s.stats.created, o.workers).await?;
-    let after = ctx.monitor.sample()?;
-    report.fig("drain_jobs_per_s", rate(w.executed, elapsed));
-    report.fig("drain_elapsed_s", elapsed.as_secs_f64());
-    cpu_figures(report, "", before, after, w.executed);
-    report.fig("no_job_replies", w.no_jobs as f64);
-    worker_anomalies(report, "drain", &w);
-    expect_queued(ctx, report, 0, "after the drain").await
-}
-
-async fn roundtrip(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    report.param("clients", o.clients as u64);
-    report.param("workers", o.workers as u64);
-    report.param("window", o.window);
-    report.param("unique", o.unique.to_string());
-    report.param("grab_window", o.grab_window as u64);
-    let cfg = WorkerConfig {
-        function: ctx.spec.function.clone(),
-        grab_window: o.grab_window,
-        echo: true,
-    };
-    let executed = Arc::new(Progress::new(jobs));
-    let pool = Pool::start(&o.server, &cfg, o.workers.max(1), None, executed).await?;
-    let clients = connect_all(&o.server, o.clients.max(1)).await?;
-    let progress = Arc::new(Progress::new(jobs));
-    ctx.tracker.enter("roundtrip", progress.clone());
-    let before = ctx.monitor.sample()?;
-    let start = Instant::now();
-    let loops: Vec<_> = clients
-        .into_iter()
-        .zip(shares(jobs, o.clients.max(1)))
-        .map(|(conn, (first, count))| {
-            let spec = ctx.spec.clone();
-            let unique_of = {
-                let spec = spec.clone();
-                move |i: u64, buf: &mut String| spec.unique_for(first + i, buf)
-            };
-            foreground_loop(
-                conn,
-                spec,
-                count,
-                o.window.max(1),
-                unique_of,
-                progress.clone(),
-            )
-        })
-        .collect();
-    let results = join_all(loops).await?;
-    let elapsed = start.elapsed();
-    let after = ctx.monitor.sample()?;
-    let w = pool.finish().await?;
-    let mut stats = ClientStats::default();
-    for r in results {
-        stats.merge(r);
-    }
-    report.fig("jobs_per_s", rate(stats.completed, elapsed));
-    latency_figures(report, &mut stats);
-    cpu_figures(report, "", before, after, stats.completed);
-    client_anomalies(report, "roundtrip clients", &stats);
-    if stats.unmatched_completes > 0 {
-        report.anomaly(format!(
-            "{} WORK_COMPLETE for handles no submit was waiting on",
-            stats.unmatched_completes
-        ));
-    }
-    worker_anomalies(report, "roundtrip", &w);
-    if w.executed != jobs {
-        report.anomaly(format!(
-            "workers executed {} jobs for {jobs} submits",
-            w.executed
-        ));
-    }
-    expect_queued(ctx, report, 0, "after the round trips").await
-}
-
 fn latency_figures(report: &mut Report, stats: &mut ClientStats) {
     let l = &mut stats.latency;
     report.fig_opt("p50_us", l.percentile_us(0.50));
@@ -561,199 +431,6 @@ fn latency_figures(report: &mut Report, stats: &mut ClientStats) {
     report.fig_opt("p999_us", l.percentile_us(0.999));
     report.fig_opt("mean_us", l.mean_us());
     report.fig_opt("max_us", l.max_us());
-}
-
-async fn coalesce(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    let keys = o.uniques.max(1);
-    report.param("connections", o.connections as u64);
-    report.param("workers", o.workers as u64);
-    report.param("window", o.window);
-    report.param("uniques", keys);
-    let cfg = WorkerConfig {
-        function: ctx.spec.function.clone(),
-        grab_window: o.grab_window,
-        echo: true,
-    };
-    let executed = Arc::new(Progress::new(jobs));
-    let pool = Pool::start(&o.server, &cfg, o.workers.max(1), None, executed).await?;
-    let clients = connect_all(&o.server, o.connections.max(1)).await?;
-    let progress = Arc::new(Progress::new(jobs));
-    ctx.tracker.enter("coalesce", progress.clone());
-    let before = ctx.monitor.sample()?;
-    let start = Instant::now();
-    let nonce = ctx.spec.nonce;
-    let loops: Vec<_> = clients
-        .into_iter()
-        .zip(shares(jobs, o.connections.max(1)))
-        .map(|(conn, (_, count))| {
-            // Every connection walks the same keys in the same order, so
-            // submits of one key from several connections meet in the server.
-            let unique_of = move |i: u64, buf: &mut String| {
-                buf.clear();
-                let _ = write!(buf, "{nonce:08x}-key-{}", i % keys);
-            };
-            foreground_loop(
-                conn,
-                ctx.spec.clone(),
-                count,
-                o.window.max(1),
-                unique_of,
-                progress.clone(),
-            )
-        })
-        .collect();
-    let results = join_all(loops).await?;
-    let elapsed = start.elapsed();
-    let after = ctx.monitor.sample()?;
-    let w = pool.finish().await?;
-    let mut stats = ClientStats::default();
-    for r in results {
-        stats.merge(r);
-    }
-    let handles = stats.handles.len() as u64;
-    report.fig("submits_per_s", rate(stats.completed, elapsed));
-    report.fig("submits", stats.created as f64);
-    report.fig("distinct_handles", handles as f64);
-    report.fig("jobs_executed", w.executed as f64);
-    if handles > 0 {
-        report.fig("submits_per_handle", stats.created as f64 / handles as f64);
-    }
-    report.fig(
-        "extra_work_complete_packets",
-        stats.unmatched_completes as f64,
-    );
-    latency_figures(report, &mut stats);
-    cpu_figures(report, "", before, after, stats.completed);
-    client_anomalies(report, "coalesce clients", &stats);
-    worker_anomalies(report, "coalesce", &w);
-    if w.executed != handles {
-        report.anomaly(format!(
-            "workers executed {} jobs but {handles} distinct handles were created",
-            w.executed
-        ));
-    }
-    expect_queued(ctx, report, 0, "after coalescing").await
-}
-
-async fn latency(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    report.param("connections", 1u64);
-    report.param("window", 1u64);
-    report.param("unique", o.unique.to_string());
-    let before = ctx.monitor.sample()?;
-    let s = submit_phase(ctx, "latency", jobs, 1, 1, true, None).await?;
-    let after = ctx.monitor.sample()?;
-    let mut stats = s.stats;
-    report.fig("jobs_per_s", rate(stats.created, s.elapsed));
-    latency_figures(report, &mut stats);
-    cpu_figures(report, "", before, after, stats.created);
-    client_anomalies(report, "latency", &stats);
-    expect_queued(ctx, report, stats.created, "after submitting").await?;
-    cleanup(ctx, report, stats.created).await
-}
-
-async fn memory(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
-    let o = ctx.opts;
-    let jobs = o.jobs();
-    report.param("connections", o.connections as u64);
-    report.param("window", o.window);
-    report.param("unique", o.unique.to_string());
-    report.param("workers", o.workers as u64);
-    report.param("settle_s", o.settle);
-    if o.server_pid.is_none() {
-        report.anomaly("memory without --server-pid: no RSS figures");
-    }
-    let rss_before = ctx.monitor.rss()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let monitor = ctx.monitor;
-    let sampler = tokio::spawn(async move {
-        monitor
-            .peak_rss_until(Duration::from_millis(100), stop_rx)
-            .await
-    });
-    let cpu0 = ctx.monitor.sample()?;
-    let s = submit_phase(ctx, "fill", jobs, o.connections, o.window, false, None).await?;
-    let cpu1 = ctx.monitor.sample()?;
-    client_anomalies(report, "fill", &s.stats);
-    expect_queued(ctx, report, s.stats.created, "with the queue full").await?;
-    // The submit rate with the whole backlog already queued, for a tenth as
-    // many jobs again, against the fill's first tenth on an empty queue.
-    let probe_jobs = (jobs / 10).max(1);
-    let probe = submit_phase_from(
-        ctx,
-        "full-queue submit",
-        jobs,
-        probe_jobs,
-        o.connections,
-        o.window,
-        false,
-        None,
-    )
-    .await?;
-    client_anomalies(report, "full-queue submit", &probe.stats);
-    let _ = stop_tx.send(());
-    let sampled_peak = sampler.await.map_err(|e| err!("sampler panicked: {e}"))?;
-    let rss_full = ctx.monitor.rss()?;
-    let created = s.stats.created + probe.stats.created;
-    if let (Some(before), Some(full)) = (rss_before, rss_full) {
-        let peak = sampled_peak.unwrap_or(full).max(full);
-        report.fig("rss_before_kib", before as f64);
-        report.fig("rss_peak_kib", peak as f64);
-        report.fig("rss_full_queue_kib", full as f64);
-        if created > 0 {
-            report.fig(
-                "rss_per_job_bytes",
-                (peak.saturating_sub(before) * 1024) as f64 / created as f64,
-            );
-        }
-    }
-    report.fig("fill_jobs_per_s", rate(s.stats.created, s.elapsed));
-    cpu_figures(report, "fill_", cpu0, cpu1, s.stats.created);
-    let full_queue_rate = rate(probe.stats.created, probe.elapsed);
-    report.fig("full_queue_submit_jobs_per_s", full_queue_rate);
-    let tenths = s.progress.tenths();
-    let mut prev_t = s.start;
-    let mut prev_n = 0;
-    for (i, t) in tenths.iter().enumerate() {
-        let mark = jobs * (i as u64 + 1) / 10;
-        if let Some(t) = t {
-            let slice_rate = rate(mark - prev_n, t.duration_since(prev_t));
-            report.fig(&format!("fill_slice_{:02}_jobs_per_s", i + 1), slice_rate);
-            if i == 0 && slice_rate > 0.0 {
-                report.fig("full_queue_vs_empty_submit", full_queue_rate / slice_rate);
-            }
-            prev_t = *t;
-        }
-        prev_n = mark;
-    }
-    expect_queued(ctx, report, created, "after the full-queue submit").await?;
-
-    let cpu2 = ctx.monitor.sample()?;
-    let (w, elapsed) = drain_phase(ctx, "drain", created, o.workers).await?;
-    let cpu3 = ctx.monitor.sample()?;
-    report.fig("drain_jobs_per_s", rate(w.executed, elapsed));
-    cpu_figures(report, "drain_", cpu2, cpu3, w.executed);
-    worker_anomalies(report, "drain", &w);
-    expect_queued(ctx, report, 0, "after the drain").await?;
-
-    if o.server_pid.is_some() {
-        let drained = Instant::now();
-        let mut series = Vec::new();
-        for second in 0..=o.settle {
-            tokio::time::sleep_until((drained + Duration::from_secs(second)).into()).await;
-            if let Some(r) = ctx.monitor.rss()? {
-                series.push(r as f64);
-            }
-        }
-        if let Some(last) = series.last() {
-            report.fig("rss_after_drain_kib", *last);
-        }
-        report.series("rss_after_drain_kib", series);
-    }
-    Ok(())
 }
 
 /// Formats a unique for tests and docs.
