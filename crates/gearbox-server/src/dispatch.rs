@@ -79,7 +79,8 @@ impl Dispatch {
         let mut engine = self.lock();
         self.run_handoffs(&mut engine);
         let result = f(&mut engine);
-        self.release(engine);
+        self.unlock(engine);
+        self.catch_up();
         result
     }
 
@@ -94,7 +95,7 @@ impl Dispatch {
         batch.owner.queued.store(true, SeqCst);
         lock_ignoring_poison(&self.handoff).push(batch);
         self.waiting.store(true, SeqCst);
-        // Pairs with the fence in `release`: either the holder sees `waiting`
+        // Pairs with the fence in `unlock`: either the holder sees `waiting`
         // after it lets go, or the try in `catch_up` finds the lock free.
         fence(SeqCst);
         self.catch_up();
@@ -109,12 +110,12 @@ impl Dispatch {
         })
     }
 
-    /// Flushes, lets go of the lock, and runs whatever was queued meanwhile.
-    fn release(&self, mut engine: MutexGuard<'_, Engine>) {
+    /// Sends what the engine queued for the connections and lets go of the
+    /// lock. Callers then `catch_up` with what was queued meanwhile.
+    fn unlock(&self, mut engine: MutexGuard<'_, Engine>) {
         engine.flush();
         drop(engine);
         fence(SeqCst);
-        self.catch_up();
     }
 
     /// Runs queued batches for as long as there are some and the lock is free.
@@ -127,9 +128,7 @@ impl Dispatch {
                 Err(TryLockError::WouldBlock) => return,
             };
             self.run_handoffs(&mut engine);
-            engine.flush();
-            drop(engine);
-            fence(SeqCst);
+            self.unlock(engine);
         }
     }
 

@@ -79,16 +79,19 @@ impl JobPages {
     /// Stores `job` under `id`, which must not be live.
     pub fn insert(&mut self, id: JobId, job: Job) {
         let number = id / PAGE;
-        if self.page(number).is_none() {
-            let page = Page {
+        let page = self
+            .pages
+            .entry(
+                page_hash(number),
+                |p| p.number == number,
+                |p| page_hash(p.number),
+            )
+            .or_insert_with(|| Page {
                 number,
                 live: 0,
                 slots: ArenaBox::with_tail(Slots([const { None }; PAGE as usize]), &[]),
-            };
-            self.pages
-                .insert_unique(page_hash(number), page, |p| page_hash(p.number));
-        }
-        let page = self.page_mut(number).expect("just made");
+            })
+            .into_mut();
         let slot = &mut page.slots.0[(id % PAGE) as usize];
         debug_assert!(slot.is_none(), "job id {id} reused");
         if slot.replace(job).is_none() {

@@ -329,8 +329,8 @@ impl JobTable {
 mod tests {
     use super::*;
 
-    /// A backlog holds millions of these: keep the record within 80 bytes (one
-    /// jemalloc size class), payload and unique stored apart in `blob`.
+    /// A backlog holds millions of these: keep the record within 96 bytes;
+    /// unique, reducer and payload follow it in the same allocation.
     #[test]
     fn job_record_stays_compact() {
         assert!(
