@@ -16,9 +16,9 @@ use protocol_tests::diff::wire::encode_request;
 use protocol_tests::durable::{
     created, drain_in_order, drain_until_empty, kill_server, load_and_crash, now_epoch,
     priority_status, show_jobs_count, start, status, status_total, submit_bg, terminate_server,
-    text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, Outage, PostgresInstance,
-    Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, ERROR, JOB_CREATED, REPLY_TIMEOUT,
-    SUBMIT_JOB, SUBMIT_JOB_EPOCH,
+    text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, Outage, Paused,
+    PostgresInstance, Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, ERROR,
+    JOB_CREATED, REPLY_TIMEOUT, SUBMIT_JOB, SUBMIT_JOB_EPOCH,
 };
 use protocol_tests::{wait_until, ServerKind};
 
@@ -320,6 +320,20 @@ fn outage_postgres() {
 #[test]
 fn outage_redis() {
     outage_test(&mut RedisInstance::start());
+}
+
+/// The database hangs instead of going away (SIGSTOP): the connection stays
+/// open, so only gearboxd's own bound on a write that does not return (see
+/// `store/stall.rs`; the `postgres` crate has no client-side statement
+/// timeout) turns new submits into QUEUE_ERROR.
+#[test]
+fn hang_postgres() {
+    outage_test(&mut Paused::new(PostgresInstance::start()));
+}
+
+#[test]
+fn hang_redis() {
+    outage_test(&mut Paused::new(RedisInstance::start()));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@
 //!
 //! Every wait is bounded; every process started here is ours and is stopped on drop.
 
+mod paused;
 mod stores;
 
+pub use paused::*;
 pub use stores::*;
 
 use std::collections::{BTreeMap, BTreeSet};

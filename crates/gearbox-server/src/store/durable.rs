@@ -11,10 +11,14 @@
 //! backoff and retries it; meanwhile new background submits are refused with
 //! QUEUE_ERROR (the engine asks [`QueueStore::add`], which fails fast) rather
 //! than acknowledged without a place to keep them. Jobs already accepted stay
-//! queued in memory and are written once the database is back.
+//! queued in memory and are written once the database is back. A write that
+//! does not return at all counts as a failure after five seconds ([`stall`]).
+//!
+//! [`stall`]: super::stall
 
 use super::backend::{Backend, Op, ReplaySource, Row, RowAddress, RowCheck};
 use super::keys::{self, natural_key};
+use super::stall::{CallWatch, STALLED_AFTER};
 use super::sync::SyncThread;
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
@@ -314,7 +318,29 @@ fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
             )
             .ok()
     });
-    write_batches(shared, backend.as_mut(), &describe, sync_thread.as_ref());
+    // See `stall`: a call that never returns must still refuse new submits.
+    let watch = CallWatch::default();
+    std::thread::scope(|scope| {
+        let watcher = std::thread::Builder::new()
+            .name("gearbox-store-watch".into())
+            .spawn_scoped(scope, || {
+                watch.run(STALLED_AFTER, |running| {
+                    let why = format!("no answer for {} s", running.as_secs());
+                    shared.set_health(&describe, Err(&StoreError(why)));
+                })
+            });
+        if let Err(e) = &watcher {
+            tracing::error!(store = %describe, error = %e, "cannot start the store watcher");
+        }
+        write_batches(
+            shared,
+            backend.as_mut(),
+            &describe,
+            sync_thread.as_ref(),
+            &watch,
+        );
+        watch.stop();
+    });
     if let Some(sync_thread) = sync_thread {
         sync_thread.finish();
     }
@@ -338,6 +364,7 @@ fn write_batches(
     backend: &mut dyn Backend,
     describe: &str,
     sync_thread: Option<&SyncThread>,
+    watch: &CallWatch,
 ) {
     let mut backoff = BACKOFF.0;
     let mut last_contact = Instant::now();
@@ -368,9 +395,11 @@ fn write_batches(
             }
             // Idle: upkeep, and make sure an outage is noticed before the next
             // submit.
-            let result = backend
-                .tidy()
-                .or_else(|_| backend.connect().map(|()| false));
+            let result = watch.call(|| {
+                backend
+                    .tidy()
+                    .or_else(|_| backend.connect().map(|()| false))
+            });
             shared.set_health(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             more_upkeep = matches!(result, Ok(true));
@@ -383,7 +412,7 @@ fn write_batches(
         drop_redundant_puts(&mut batch);
         loop {
             let started = Instant::now();
-            let result = backend.write(&batch);
+            let result = watch.call(|| backend.write(&batch));
             tracing::trace!(
                 writes = batch.len(),
                 micros = started.elapsed().as_micros() as u64,

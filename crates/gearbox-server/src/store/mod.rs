@@ -17,6 +17,7 @@ mod keys;
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;
+mod stall;
 mod sync;
 
 pub use backend::{Backend, Op, ReplaySource, Row, RowAddress, Syncer};

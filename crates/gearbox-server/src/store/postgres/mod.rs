@@ -44,10 +44,11 @@
 //! 15 s (`statement_timeout`); TCP keepalives and `TCP_USER_TIMEOUT` notice a
 //! peer that went away. A connection that failed is closed on a thread of its
 //! own, as the `postgres` crate waits for the server to end the session. One
-//! case is not bounded: a write to a server that still holds the connection
-//! open but stopped answering (SIGSTOP, a paused VM) waits until it answers
-//! again, as the sync `postgres` crate has no client-side timeout for
-//! statements; an idle writer notices such a server through `ping`.
+//! wait is not bounded here: a write to a server that still holds the
+//! connection open but stopped answering (SIGSTOP, a paused VM) waits until it
+//! answers again, as the sync `postgres` crate has no client-side timeout for
+//! statements. The store's watcher (`store/stall.rs`) refuses new submits
+//! after 5 s of that; an idle writer notices such a server through `ping`.
 //!
 //! **conninfo** is libpq's (`key=value ...` or a `postgresql://` URL), read by
 //! the `postgres` crate; what it leaves out is taken from `PGHOST`, `PGPORT`,
