@@ -13,7 +13,8 @@ use clap::Parser;
 use gearbox_benches::durable::replay::{fill_replay_file, replay_once};
 use gearbox_benches::durable::report::{report, secs, show, ReportInput};
 use gearbox_benches::durable::{
-    bundled_sqlite, remove_db, run_loadgen, scenarios, Args, Kind, Runs, Scenario, Server, KINDS,
+    bundled_sqlite, disk, remove_db, run_loadgen, scenarios, Args, Kind, Runs, Scenario, Server,
+    KINDS,
 };
 use gearbox_benches::harness::{command_output, machine_facts, Meter};
 use gearbox_benches::runner::{binaries_present, scratch_dir, Finish, LoadOutcome};
@@ -82,6 +83,15 @@ fn main() -> ExitCode {
         },
         dir.display()
     );
+    let probe_disk = |when: &str| {
+        if scenarios.is_empty() {
+            return None;
+        }
+        disk::measure(&dir)
+            .map_err(|e| eprintln!("durable: disk probe {when} the runs failed: {e}"))
+            .ok()
+    };
+    let disk_before = probe_disk("before");
     let mut runs: Runs = BTreeMap::new();
     let mut problems = Vec::new();
     let mut raw = String::new();
@@ -126,6 +136,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    let disk_after = probe_disk("after");
     let mut replays = Vec::new();
     let filled = if want_replay {
         fill_replay_file(
@@ -205,6 +216,7 @@ fn main() -> ExitCode {
         n_runs,
         duration,
         log: &log,
+        disk: [disk_before, disk_after],
     });
     Finish {
         program: "durable",

@@ -1,6 +1,8 @@
 //! The Markdown report of `durable`: submit throughput, CPU per job and
-//! latency per scenario and server, the two targets, and the restart part.
+//! latency per scenario and server, the two targets, the disk's floor, and
+//! the restart part.
 
+use super::disk::{self, SyncTimes};
 use super::replay::{Filled, Probe, ReplayRun};
 use super::{cpu_us_per_job, figure, Args, Kind, Runs, Scenario, KINDS};
 use crate::harness::{
@@ -45,6 +47,8 @@ pub struct ReportInput<'a> {
     pub n_runs: usize,
     pub duration: f64,
     pub log: &'a [RunLog],
+    /// The disk's sync time before and after the submit runs.
+    pub disk: [Option<SyncTimes>; 2],
 }
 
 pub fn report(r: &ReportInput<'_>) -> String {
@@ -185,6 +189,13 @@ pub fn report(r: &ReportInput<'_>) -> String {
             beat.len(),
             list(&beat)
         );
+    }
+
+    if !r.scenarios.is_empty() {
+        let [before, after] = r.disk;
+        md.push_str(&disk::section(before, after, r.scenarios, |i| {
+            med_of(r.runs, i, Kind::Memory, |j| figure(j, "jobs_per_s"))
+        }));
     }
 
     if let Some(filled) = r.filled {
