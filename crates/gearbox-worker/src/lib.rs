@@ -73,6 +73,7 @@ mod backpressure;
 mod conn;
 mod driver;
 mod job;
+mod run;
 
 pub use backpressure::BackpressurePolicy;
 pub use gearbox_client::{BackoffPolicy, Health, ServerAddr};
