@@ -4,11 +4,12 @@ use crate::connection::{Conn, Pending};
 use crate::error::Error;
 use crate::job::{parse_number, Job, JobHandle, JobOutput, JobRequest, JobStatus, UniqueStatus};
 use crate::routing;
-use crate::transport::{Backoff, BackoffPolicy, Health, ServerAddr};
+use crate::slot::{ConnectOptions, Slot, Unusable};
+use crate::transport::{BackoffPolicy, Health, ServerAddr};
 use bytes::Bytes;
 use gearbox_proto::{Packet, PacketType, DEFAULT_MAX_PACKET_SIZE};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
@@ -132,183 +133,21 @@ impl ClientBuilder {
         }
         let slots = addrs
             .into_iter()
-            .map(|addr| Slot {
-                name: addr.to_string(),
-                addr,
-                state: Mutex::new(SlotState {
-                    conn: None,
-                    backoff: Backoff::new(self.backoff),
-                    cooldown: None,
-                }),
-                connecting: tokio::sync::Mutex::new(()),
-            })
+            .map(|addr| Slot::new(addr, self.backoff))
             .collect();
         Ok(Client {
             inner: Arc::new(Inner {
                 slots,
                 next: AtomicUsize::new(0),
-                connect_timeout: self.connect_timeout,
+                connect: ConnectOptions {
+                    timeout: self.connect_timeout,
+                    client_id: self.client_id,
+                    max_packet_size: self.max_packet_size,
+                },
                 response_timeout: self.response_timeout,
                 job_timeout: self.job_timeout,
-                client_id: self.client_id,
-                max_packet_size: self.max_packet_size,
             }),
         })
-    }
-}
-
-struct SlotState {
-    conn: Option<Arc<Conn>>,
-    backoff: Backoff,
-    /// Until when the server is left alone, and why.
-    cooldown: Option<(Instant, String)>,
-}
-
-struct Slot {
-    addr: ServerAddr,
-    /// The address as text: the server's identity for rendezvous hashing.
-    name: String,
-    state: Mutex<SlotState>,
-    /// Held while connecting, so that concurrent requests share one connect.
-    connecting: tokio::sync::Mutex<()>,
-}
-
-enum Unusable {
-    CoolingDown(String),
-    Failed(Error),
-}
-
-impl Slot {
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn live_conn(state: &SlotState) -> Option<Arc<Conn>> {
-        state.conn.as_ref().filter(|c| !c.is_closed()).cloned()
-    }
-
-    fn cooling(state: &SlotState, now: Instant) -> Option<String> {
-        match &state.cooldown {
-            Some((until, why)) if *until > now => Some(format!(
-                "cooling down for {:?} after: {why}",
-                until.saturating_duration_since(now)
-            )),
-            _ => None,
-        }
-    }
-
-    fn health(&self) -> Health {
-        let state = self.lock();
-        if Self::live_conn(&state).is_some() {
-            return Health::Up;
-        }
-        match &state.cooldown {
-            Some((until, error)) if *until > Instant::now() => Health::CoolingDown {
-                until: *until,
-                failures: state.backoff.failures(),
-                error: error.clone(),
-            },
-            _ => Health::Connecting,
-        }
-    }
-
-    /// The live connection, connecting if there is none. A server in cooldown
-    /// is refused without any I/O.
-    async fn conn(&self, inner: &Inner) -> Result<Arc<Conn>, Unusable> {
-        {
-            let state = self.lock();
-            if let Some(c) = Self::live_conn(&state) {
-                return Ok(c);
-            }
-            if let Some(why) = Self::cooling(&state, Instant::now()) {
-                return Err(Unusable::CoolingDown(why));
-            }
-        }
-        let _connecting = self.connecting.lock().await;
-        {
-            // Someone else may have connected, or failed, while we waited.
-            let state = self.lock();
-            if let Some(c) = Self::live_conn(&state) {
-                return Ok(c);
-            }
-            if let Some(why) = Self::cooling(&state, Instant::now()) {
-                return Err(Unusable::CoolingDown(why));
-            }
-        }
-        let stream = match self.addr.connect(inner.connect_timeout).await {
-            Ok(s) => s,
-            Err(e) => {
-                let error = if e.kind() == std::io::ErrorKind::TimedOut {
-                    Error::Timeout {
-                        server: Some(self.addr.clone()),
-                        what: "connect",
-                        after: inner.connect_timeout,
-                    }
-                } else {
-                    Error::Io {
-                        server: self.addr.clone(),
-                        message: format!("connect: {e}"),
-                    }
-                };
-                self.record_failure(None, &error);
-                return Err(Unusable::Failed(error));
-            }
-        };
-        let conn = Arc::new(Conn::start(
-            self.addr.clone(),
-            stream,
-            inner.max_packet_size,
-        ));
-        // Pipelined, no round trip: ask for WORK_EXCEPTION to be passed on as
-        // such (gearmand otherwise turns it into WORK_FAIL, with a stray NUL).
-        let _ = conn.send(
-            Packet::req(PacketType::OPTION_REQ, &[b"exceptions"]),
-            Some(Pending::Option),
-        );
-        if let Some(id) = &inner.client_id {
-            let _ = conn.send(
-                Packet::req(PacketType::SET_CLIENT_ID, &[id.as_bytes()]),
-                None,
-            );
-        }
-        tracing::debug!(server = %self.addr, "connected");
-        self.lock().conn = Some(conn.clone());
-        Ok(conn)
-    }
-
-    /// A server answered: its failure count starts again.
-    fn record_success(&self) {
-        let mut state = self.lock();
-        state.backoff.succeed();
-        state.cooldown = None;
-    }
-
-    /// Puts the server into cooldown. With `conn`, only if that connection is
-    /// still the current one, so that many requests timing out on one hung
-    /// connection count as one failure.
-    fn record_failure(&self, conn: Option<&Arc<Conn>>, error: &Error) {
-        let mut state = self.lock();
-        if let Some(conn) = conn {
-            let current = state.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn));
-            conn.kill(error.to_string());
-            if !current {
-                return;
-            }
-            state.conn = None;
-        }
-        let delay = state.backoff.fail();
-        let failures = state.backoff.failures();
-        state.cooldown = Some((Instant::now() + delay, error.detail()));
-        drop(state);
-        tracing::warn!(server = %self.addr, failures, ?delay, "server failed: {error}");
-    }
-
-    /// Drops a connection found closed when a request was about to use it.
-    fn forget(&self, conn: &Arc<Conn>) {
-        let mut state = self.lock();
-        if state.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn)) {
-            state.conn = None;
-        }
     }
 }
 
@@ -316,11 +155,9 @@ struct Inner {
     slots: Vec<Slot>,
     /// Round-robin position for jobs without a unique.
     next: AtomicUsize,
-    connect_timeout: Duration,
+    connect: ConnectOptions,
     response_timeout: Duration,
     job_timeout: Option<Duration>,
-    client_id: Option<String>,
-    max_packet_size: u32,
 }
 
 /// A Gearman client over one or more job servers.
@@ -601,7 +438,7 @@ impl Client {
             // A connection found closed is replaced once: an idle connection
             // to a server that restarted is not a failure of the server.
             for _ in 0..2 {
-                let conn = match slot.conn(&self.inner).await {
+                let conn = match slot.conn(&self.inner.connect).await {
                     Ok(c) => c,
                     Err(Unusable::CoolingDown(why)) => {
                         reasons.push((slot.addr.clone(), why));
@@ -657,7 +494,7 @@ impl Client {
         F: Fn(oneshot::Sender<Result<Packet, Error>>) -> Pending,
     {
         for _ in 0..2 {
-            let conn = match slot.conn(&self.inner).await {
+            let conn = match slot.conn(&self.inner.connect).await {
                 Ok(c) => c,
                 Err(Unusable::CoolingDown(why)) => {
                     return Err(Error::NoServerAvailable {

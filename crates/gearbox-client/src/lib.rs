@@ -42,6 +42,7 @@ mod connection;
 pub mod error;
 pub mod job;
 pub mod routing;
+mod slot;
 pub mod transport;
 
 pub use admin::{Admin, AdminReply, FunctionStatus};
