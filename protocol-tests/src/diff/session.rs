@@ -26,7 +26,7 @@ const POLL: Duration = Duration::from_millis(3);
 
 /// Request types gearmand always answers with exactly one packet on the same
 /// connection (when well-formed): SUBMIT_*, GRAB_*, ECHO_REQ, GET_STATUS*, OPTION_REQ.
-/// A settle first waits (at most [`EXPECT_WAIT`]) for that many frames, so a loaded
+/// A settle first waits (at most `EXPECT_WAIT`) for that many frames, so a loaded
 /// machine cannot split a reply from its request across blocks.
 pub fn always_answered(ptype: u32) -> bool {
     matches!(

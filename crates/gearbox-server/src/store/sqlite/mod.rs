@@ -11,7 +11,7 @@
 //! into two B-trees, the table and its primary-key index, the index at a
 //! random place for uuid uniques: measured, about 70% of the server's CPU per
 //! submit. So a submit appends its row to a second table without an index,
-//! `<table>_gearbox_log (job BLOB)`, the whole row in one value ([`log_row`]),
+//! `<table>_gearbox_log (job BLOB)`, the whole row in one value (`log_row.rs`),
 //! at a rowid the store chooses (the run's base plus the job id, see
 //! [`Backend::log_base`]), and a finished job is deleted there by rowid. When the writer has been idle for a second, and at exit, it
 //! files the log's rows into the queue table in chunks ([`Backend::tidy`]), so
@@ -28,7 +28,7 @@
 //! **Sync.** With `--libsqlite3-sync full` (the default) a JOB_CREATED leaves
 //! only once the WAL holding its row is synced, so it survives a power cut as
 //! well as a kill -9. The connection commits with `synchronous=NORMAL` and the
-//! WAL file is synced by a thread of its own ([`wal_sync`]), so one batch is
+//! WAL file is synced by a thread of its own (`wal_sync.rs`), so one batch is
 //! written while the previous one is synced. `normal` skips that sync: a
 //! committed job survives a crash of the process, not of the machine.
 
@@ -195,7 +195,7 @@ impl Backend for Sqlite {
             .map_err(|e| error("ping", e))
     }
 
-    /// Files the oldest [`FOLD_CHUNK`] rows of the log into the queue table,
+    /// Files the oldest `FOLD_CHUNK` rows of the log into the queue table,
     /// in rowid order (so the table's own rowid order stays FIFO).
     fn tidy(&mut self) -> Result<bool, StoreError> {
         let tables = self.tables();
