@@ -11,14 +11,15 @@
 //! backoff and retries it; meanwhile new background submits are refused with
 //! QUEUE_ERROR (the engine asks [`QueueStore::add`], which fails fast) rather
 //! than acknowledged without a place to keep them. Jobs already accepted stay
-//! queued in memory and are written once the database is back. A write that
-//! does not return at all counts as a failure after five seconds ([`stall`]).
+//! queued in memory and are written once the database is back. A write or a
+//! sync that does not return at all counts as a failure after five seconds
+//! ([`stall`]).
 //!
 //! [`stall`]: super::stall
 
 use super::backend::{Backend, Op, ReplaySource, Row, RowAddress, RowCheck};
 use super::keys::{self, natural_key};
-use super::stall::{CallWatch, STALLED_AFTER};
+use super::stall::{stall_error, CallWatch, Caller, STALLED_AFTER};
 use super::sync::SyncThread;
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
@@ -81,6 +82,24 @@ impl Shared {
                         "queue store failed; refusing background submits until it recovers");
                 }
             }
+        }
+    }
+
+    /// The health after one of the writer's calls: its result, unless a sync
+    /// is stuck. The writer's calls go on succeeding into the page cache while
+    /// an `fdatasync` hangs, and must not make the store look healthy then.
+    fn set_writer_health(
+        &self,
+        describe: &str,
+        result: Result<(), &StoreError>,
+        watch: &CallWatch,
+    ) {
+        match (result, watch.stalled()) {
+            (Ok(()), Some((caller, running))) => {
+                let why = StoreError(stall_error(caller, running));
+                self.set_health(describe, Err(&why));
+            }
+            (result, _) => self.set_health(describe, result),
         }
     }
 }
@@ -311,22 +330,25 @@ impl Drop for Durable {
 /// have the sync thread announce it once it is on disk).
 fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
     let describe = backend.describe();
-    let sync_thread = backend.syncer().and_then(|syncer| {
-        SyncThread::start(syncer, shared.commits.clone(), describe.clone())
-            .map_err(
-                |e| tracing::error!(store = %describe, error = %e, "cannot start the sync thread"),
-            )
-            .ok()
-    });
     // See `stall`: a call that never returns must still refuse new submits.
-    let watch = CallWatch::default();
+    let watch = Arc::new(CallWatch::default());
+    let sync_thread = backend.syncer().and_then(|syncer| {
+        SyncThread::start(
+            syncer,
+            shared.commits.clone(),
+            describe.clone(),
+            watch.clone(),
+        )
+        .map_err(|e| tracing::error!(store = %describe, error = %e, "cannot start the sync thread"))
+        .ok()
+    });
     std::thread::scope(|scope| {
         let watcher = std::thread::Builder::new()
             .name("gearbox-store-watch".into())
             .spawn_scoped(scope, || {
-                watch.run(STALLED_AFTER, |running| {
-                    let why = format!("no answer for {} s", running.as_secs());
-                    shared.set_health(&describe, Err(&StoreError(why)));
+                watch.run(STALLED_AFTER, |caller, running| {
+                    let why = StoreError(stall_error(caller, running));
+                    shared.set_health(&describe, Err(&why));
                 })
             });
         if let Err(e) = &watcher {
@@ -395,12 +417,12 @@ fn write_batches(
             }
             // Idle: upkeep, and make sure an outage is noticed before the next
             // submit.
-            let result = watch.call(|| {
+            let result = watch.call(Caller::Writer, || {
                 backend
                     .tidy()
                     .or_else(|_| backend.connect().map(|()| false))
             });
-            shared.set_health(describe, result.as_ref().map(|_| ()));
+            shared.set_writer_health(describe, result.as_ref().map(|_| ()), watch);
             last_contact = Instant::now();
             more_upkeep = matches!(result, Ok(true));
             if result.is_err() {
@@ -412,13 +434,13 @@ fn write_batches(
         drop_redundant_puts(&mut batch);
         loop {
             let started = Instant::now();
-            let result = watch.call(|| backend.write(&batch));
+            let result = watch.call(Caller::Writer, || backend.write(&batch));
             tracing::trace!(
                 writes = batch.len(),
                 micros = started.elapsed().as_micros() as u64,
                 "commit"
             );
-            shared.set_health(describe, result.as_ref().map(|_| ()));
+            shared.set_writer_health(describe, result.as_ref().map(|_| ()), watch);
             last_contact = Instant::now();
             match result {
                 Ok(()) => {

@@ -1,21 +1,22 @@
 //! Notices a store that stopped answering in the middle of a call.
 //!
 //! Each backend bounds most waits itself: connect and ping deadlines, Redis's
-//! socket timeouts, PostgreSQL's server-side `statement_timeout`. One wait is
-//! not bounded: the synchronous `postgres` crate has no client-side timeout
-//! for a statement, so a server that keeps its connection open but stopped
-//! answering (SIGSTOP, a paused VM, a hung disk under SQLite's file) holds the
-//! writer until it answers. Meanwhile the store still counts as healthy, so
-//! new background submits would be accepted and their JOB_CREATED held for as
-//! long as the hang lasts.
+//! socket timeouts, PostgreSQL's server-side `statement_timeout`. Two waits
+//! are not bounded: the synchronous `postgres` crate has no client-side
+//! timeout for a statement, so a server that keeps its connection open but
+//! stopped answering (SIGSTOP, a paused VM) holds the writer until it answers;
+//! and an `fdatasync` on a disk that hangs holds the sync thread, while the
+//! writer goes on filling the page cache. Meanwhile the store still counts as
+//! healthy, so new background submits would be accepted and their JOB_CREATED
+//! held for as long as the hang lasts.
 //!
-//! A watcher thread marks the store unhealthy once one call has run for
-//! [`STALLED_AFTER`]. New background submits then get QUEUE_ERROR at once, as
-//! in any other outage; jobs already accepted stay queued. The call's own end
-//! sets the health again (available on success, or the error it returned).
+//! A watcher thread marks the store unhealthy once one call, of the writer or
+//! of the sync thread, has run for [`STALLED_AFTER`]. New background submits
+//! then get QUEUE_ERROR at once, as in any other outage; jobs already accepted
+//! stay queued. The writer's next write or idle check sets the health again.
 //!
-//! The writer only stamps the start and end of a call under an uncontended
-//! lock; the watcher polls, so a busy writer wakes nobody.
+//! A caller only stamps the start and end of a call under an uncontended
+//! lock; the watcher polls, so a busy store wakes nobody.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -29,6 +30,32 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(5);
 /// How often the watcher looks.
 const POLL: Duration = Duration::from_millis(250);
 
+/// The threads whose calls are watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// The writer: writes, idle upkeep, reconnects.
+    Writer,
+    /// The sync thread (`sync.rs`): the `fdatasync` after a write.
+    Sync,
+}
+
+impl Caller {
+    const ALL: [Caller; 2] = [Caller::Writer, Caller::Sync];
+
+    /// What the call is, for the error a stall reports.
+    pub fn what(self) -> &'static str {
+        match self {
+            Caller::Writer => "a write",
+            Caller::Sync => "a sync",
+        }
+    }
+}
+
+/// The error a stalled call puts the store in.
+pub fn stall_error(caller: Caller, running: Duration) -> String {
+    format!("no answer to {} for {} s", caller.what(), running.as_secs())
+}
+
 #[derive(Default)]
 pub struct CallWatch {
     state: Mutex<State>,
@@ -37,11 +64,16 @@ pub struct CallWatch {
 
 #[derive(Default)]
 struct State {
+    calls: [Call; 2],
+    stop: bool,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Call {
     /// When the call in progress started.
     since: Option<Instant>,
     /// Whether the call in progress was reported as stalled.
     reported: bool,
-    stop: bool,
 }
 
 impl CallWatch {
@@ -49,16 +81,26 @@ impl CallWatch {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `call`, watched.
-    pub fn call<T>(&self, call: impl FnOnce() -> T) -> T {
-        {
-            let mut state = self.lock();
-            state.since = Some(Instant::now());
-            state.reported = false;
-        }
+    /// Runs `call` for `caller`, watched.
+    pub fn call<T>(&self, caller: Caller, call: impl FnOnce() -> T) -> T {
+        self.lock().calls[caller as usize] = Call {
+            since: Some(Instant::now()),
+            reported: false,
+        };
         let result = call();
-        self.lock().since = None;
+        self.lock().calls[caller as usize].since = None;
         result
+    }
+
+    /// A call that was reported stalled and still runs, and for how long.
+    pub fn stalled(&self) -> Option<(Caller, Duration)> {
+        let state = self.lock();
+        Caller::ALL.into_iter().find_map(|caller| {
+            let call = state.calls[caller as usize];
+            call.since
+                .filter(|_| call.reported)
+                .map(|since| (caller, since.elapsed()))
+        })
     }
 
     /// Makes [`run`](Self::run) return.
@@ -67,18 +109,21 @@ impl CallWatch {
         self.wake.notify_one();
     }
 
-    /// Until [`stop`](Self::stop): calls `stalled(how long)` once for each
-    /// call that has run for `limit`. It is called with the watch locked, so
-    /// whatever the caller does after the call returns happens after it (the
+    /// Until [`stop`](Self::stop): calls `stalled(caller, how long)` once for
+    /// each call that has run for `limit`. It is called with the watch locked,
+    /// so whatever a caller does after its call returns happens after it (the
     /// writer's own health update cannot be overwritten by a stale report).
-    pub fn run(&self, limit: Duration, stalled: impl Fn(Duration)) {
+    pub fn run(&self, limit: Duration, stalled: impl Fn(Caller, Duration)) {
         let mut state = self.lock();
         while !state.stop {
-            if let Some(since) = state.since.filter(|_| !state.reported) {
-                let running = since.elapsed();
-                if running >= limit {
-                    stalled(running);
-                    state.reported = true;
+            for caller in Caller::ALL {
+                let call = &mut state.calls[caller as usize];
+                if let Some(since) = call.since.filter(|_| !call.reported) {
+                    let running = since.elapsed();
+                    if running >= limit {
+                        call.reported = true;
+                        stalled(caller, running);
+                    }
                 }
             }
             state = self
@@ -111,22 +156,23 @@ mod tests {
         let limit = Duration::from_millis(500);
         std::thread::scope(|s| {
             s.spawn(|| {
-                watch.run(limit, |running| {
+                watch.run(limit, |caller, running| {
+                    assert_eq!(caller, Caller::Writer);
                     assert!(running >= limit);
                     reports.fetch_add(1, Ordering::SeqCst);
                 })
             });
-            watch.call(|| ());
+            watch.call(Caller::Writer, || ());
             std::thread::sleep(Duration::from_millis(800));
             assert_eq!(reports.load(Ordering::SeqCst), 0, "a quick call");
             // A stalled call is reported while it runs, once however long it runs.
-            watch.call(|| {
+            watch.call(Caller::Writer, || {
                 wait_for(&reports, 1);
                 std::thread::sleep(Duration::from_millis(800));
             });
             assert_eq!(reports.load(Ordering::SeqCst), 1);
             // The next call is watched afresh.
-            watch.call(|| wait_for(&reports, 2));
+            watch.call(Caller::Writer, || wait_for(&reports, 2));
             watch.stop();
         });
     }

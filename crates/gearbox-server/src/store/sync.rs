@@ -15,6 +15,7 @@
 
 use super::backend::Syncer;
 use super::durable::Commits;
+use super::stall::{CallWatch, Caller};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -38,13 +39,20 @@ pub struct SyncThread {
 }
 
 impl SyncThread {
-    pub fn start(syncer: Syncer, commits: Arc<Commits>, describe: String) -> std::io::Result<Self> {
+    /// Syncs are made under `watch` (see `stall`), so that a disk that hangs
+    /// is reported.
+    pub fn start(
+        syncer: Syncer,
+        commits: Arc<Commits>,
+        describe: String,
+        watch: Arc<CallWatch>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared::default());
         let handle = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("gearbox-sync".into())
-                .spawn(move || sync_loop(&shared, syncer, &commits, &describe))?
+                .spawn(move || sync_loop(&shared, syncer, &commits, &describe, &watch))?
         };
         Ok(SyncThread { shared, handle })
     }
@@ -69,7 +77,13 @@ impl Shared {
     }
 }
 
-fn sync_loop(shared: &Shared, mut syncer: Syncer, commits: &Commits, describe: &str) {
+fn sync_loop(
+    shared: &Shared,
+    mut syncer: Syncer,
+    commits: &Commits,
+    describe: &str,
+    watch: &CallWatch,
+) {
     let mut synced = 0;
     loop {
         let (target, stop) = {
@@ -83,7 +97,7 @@ fn sync_loop(shared: &Shared, mut syncer: Syncer, commits: &Commits, describe: &
             (progress.written, progress.stop)
         };
         if target > synced {
-            if let Err(e) = syncer() {
+            if let Err(e) = watch.call(Caller::Sync, &mut syncer) {
                 // After a failed fsync the kernel may have dropped the dirty
                 // pages and report the next fsync as a success, so retrying
                 // proves nothing (PostgreSQL's "fsyncgate"). The jobs of the
@@ -126,7 +140,8 @@ mod tests {
             Ok(())
         });
         let commits = Arc::new(Commits::default());
-        let thread = SyncThread::start(syncer, commits.clone(), "test".into()).unwrap();
+        let watch = Arc::new(CallWatch::default());
+        let thread = SyncThread::start(syncer, commits.clone(), "test".into(), watch).unwrap();
 
         thread.written(3);
         syncs.recv().unwrap();
@@ -142,5 +157,43 @@ mod tests {
         release.send(()).unwrap();
         wait_for(&commits, 5);
         thread.finish();
+    }
+
+    /// A disk that hangs in `fdatasync` is reported while the sync runs, and
+    /// no longer once it returns.
+    #[test]
+    fn a_sync_that_hangs_is_reported_as_a_stall() {
+        let (release, released) = mpsc::channel::<()>();
+        let syncer: Syncer = Box::new(move || {
+            released.recv().unwrap();
+            Ok(())
+        });
+        let commits = Arc::new(Commits::default());
+        let watch = Arc::new(CallWatch::default());
+        let (report, reports) = mpsc::channel();
+        let watcher = {
+            let watch = watch.clone();
+            std::thread::spawn(move || {
+                watch.run(Duration::from_millis(200), |caller, _| {
+                    report.send(caller).unwrap();
+                })
+            })
+        };
+        let thread =
+            SyncThread::start(syncer, commits.clone(), "test".into(), watch.clone()).unwrap();
+        thread.written(1);
+        let stalled = reports.recv_timeout(Duration::from_secs(10));
+        assert_eq!(stalled, Ok(Caller::Sync));
+        assert_eq!(
+            watch.stalled().map(|(caller, _)| caller),
+            Some(Caller::Sync)
+        );
+        assert_eq!(commits.committed.load(Ordering::SeqCst), 0);
+        release.send(()).unwrap();
+        wait_for(&commits, 1);
+        assert_eq!(watch.stalled(), None);
+        thread.finish();
+        watch.stop();
+        watcher.join().unwrap();
     }
 }
