@@ -4,7 +4,10 @@
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Kind {
     Gearbox,
+    /// gearmand at its setting for scale (`-t 4`), the one the targets use.
     Gearmand,
+    /// gearmand at its setting for latency (`-t 1`), for the latency scenarios.
+    GearmandT1,
 }
 
 impl Kind {
@@ -12,6 +15,16 @@ impl Kind {
         match self {
             Kind::Gearbox => "gearbox",
             Kind::Gearmand => "gearmand",
+            Kind::GearmandT1 => "gearmand-t1",
+        }
+    }
+
+    /// gearmand's `-t`; `None` for gearbox.
+    pub fn gearmand_threads(self) -> Option<u32> {
+        match self {
+            Kind::Gearbox => None,
+            Kind::Gearmand => Some(4),
+            Kind::GearmandT1 => Some(1),
         }
     }
 }
@@ -79,6 +92,8 @@ pub struct Spec {
     pub args: Vec<String>,
     /// gearboxd over its unix socket (gearmand has none, so it stays on TCP).
     pub gearbox_unix: bool,
+    /// Also run against gearmand `-t 1`, its best setting for latency.
+    pub vs_gearmand_t1: bool,
     pub deadline_s: u64,
     pub rows: Vec<Row>,
 }
@@ -198,6 +213,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique none"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 120,
             rows: submit_rows(),
         },
@@ -209,6 +225,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--scenario submit-bg --connections 8 --window 32 --jobs {submit} --payload 100 --unique uuid"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 120,
             rows: submit_rows(),
         },
@@ -221,6 +238,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 n(100_000, 5_000)
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 120,
             rows: submit_rows(),
         },
@@ -234,6 +252,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--clients 4 --batch 100 --jobs {submit} --payload 100 --duration 60"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 120,
             rows: vec![
                 row("jobs_per_s", "jobs/s", Better::Higher, 0),
@@ -269,6 +288,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--scenario drain --connections 8 --window 32 --jobs {submit} --payload 100 --workers 4 --grab-window 2"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 180,
             rows: vec![
                 row("drain_jobs_per_s", "drain jobs/s", Better::Higher, 0),
@@ -293,6 +313,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 n(100_000, 5_000)
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: true,
             deadline_s: 180,
             rows: vec![
                 row("jobs_per_s", "jobs/s", Better::Higher, 0),
@@ -319,6 +340,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 n(100_000, 5_000)
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 180,
             rows: vec![
                 row("submits_per_s", "submits/s", Better::Higher, 0),
@@ -348,6 +370,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 n(20_000, 2_000)
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: true,
             deadline_s: 120,
             rows: latency_rows(),
         },
@@ -363,6 +386,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 n(20_000, 2_000)
             )),
             gearbox_unix: true,
+            vs_gearmand_t1: true,
             deadline_s: 120,
             rows: latency_rows(),
         },
@@ -374,6 +398,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique none --workers 4 --settle {settle}"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 300,
             rows: memory_rows(),
         },
@@ -385,6 +410,7 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                 "--scenario memory --connections 8 --window 32 --jobs {mem} --payload 100 --unique uuid --workers 4 --settle {settle}"
             )),
             gearbox_unix: false,
+            vs_gearmand_t1: false,
             deadline_s: 300,
             rows: memory_rows(),
         },

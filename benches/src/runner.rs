@@ -11,17 +11,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
-/// `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P
-/// PIDFILE`, its stdout and stderr going to `out`; the caller adds the rest.
+/// `gearmand -t THREADS --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l
+/// LOG -P PIDFILE`, its stdout and stderr going to `out`; the caller adds the
+/// rest.
 pub fn gearmand_command(
     gearmand: &str,
+    threads: u32,
     port: u16,
     log: &Path,
     pidfile: &Path,
     out: &Path,
 ) -> Result<Command, String> {
     let mut cmd = Command::new(gearmand);
-    cmd.args(["-t", "4", "--hashtable-buckets", "1000003", "-p"])
+    cmd.arg("-t")
+        .arg(threads.to_string())
+        .args(["--hashtable-buckets", "1000003", "-p"])
         .arg(port.to_string())
         .args(["-L", "127.0.0.1", "-l"])
         .arg(log)

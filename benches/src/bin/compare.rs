@@ -145,9 +145,10 @@ impl Server {
         let mut cmd;
         let mut unix = None;
         match kind {
-            Kind::Gearmand => {
+            Kind::Gearmand | Kind::GearmandT1 => {
                 cmd = gearmand_command(
                     &args.gearmand,
+                    kind.gearmand_threads().unwrap_or(4),
                     port,
                     &log,
                     &dir.join(format!("gearmand-{seq}.pid")),
@@ -274,9 +275,10 @@ fn report(
     let _ = writeln!(
         md,
         "\n## Setup\n\n\
-         - gearmand: `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (foreground child).\n\
+         - gearmand: `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (foreground child). The targets are set against it.\n\
+         - gearmand -t 1: the same with `-t 1`, gearmand's best setting for latency, in the scenarios of the second table only.\n\
          - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr -q builtin` (release build, default 4 threads).\n\
-         - Every run starts a fresh server on a free loopback port and stops it afterwards; the two servers alternate and the one going first alternates between runs.\n\
+         - Every run starts a fresh server on a free loopback port and stops it afterwards; the servers take turns, and which goes first rotates between runs.\n\
          - The load generator (`target/release/loadgen`, 2 threads) runs on the same {} cores as the server, so figures are for server and client sharing the machine.\n\
          - submit-bg-libgearman runs `target/release/libgearman_submit` instead (benches/c/libgearman_submit.c, built with `cc -O2 ... -lgearman -lpthread` against the system libgearman): real libgearman client code, whose own CPU cost per job (uuid generation, task bookkeeping) is reported as an info row; it also runs on the same cores. libgearman makes each job's unique with libuuid's uuid_generate_time_safe, which asks uuidd; compare starts a uuidd for each of these runs (see the machine facts), because without one libuuid tries to connect to /run/uuidd/request for every job and that client cost, not the server, sets the rate.\n\
          - Server RSS is VmRSS from /proc/PID/status; server CPU is utime+stime from /proc/PID/stat over the measured phase.\n\
@@ -288,35 +290,16 @@ fn report(
         md,
         "## Results\n\n| Scenario | Figure | Better | gearbox | gearmand | gearbox/gearmand |\n|---|---|---|--:|--:|--:|"
     );
-    for (i, spec) in specs.iter().enumerate() {
-        for r in &spec.rows {
-            let med = |kind| {
-                let mut vals: Vec<f64> = runs
-                    .get(&(i, kind))
-                    .map(|v| v.iter().filter_map(|j| figure(j, r.key)).collect())
-                    .unwrap_or_default();
-                median(&mut vals).map(|m| m * r.scale)
-            };
-            let (gb, gm) = (med(Kind::Gearbox), med(Kind::Gearmand));
-            let show = |v: Option<f64>| v.map_or("—".to_string(), |v| fmt_num(v, r.decimals));
-            let ratio = match (gb, gm) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
-                _ => "—".to_string(),
-            };
-            let better = match r.better {
-                Better::Higher => "higher",
-                Better::Lower => "lower",
-                Better::Info => "",
-            };
-            let _ = writeln!(
-                md,
-                "| {} | {} | {better} | {} | {} | {ratio} |",
-                spec.id,
-                r.label,
-                show(gb),
-                show(gm)
-            );
-        }
+    results_rows(&mut md, specs, runs, Kind::Gearmand);
+    if specs.iter().any(|s| s.vs_gearmand_t1) {
+        let _ = writeln!(
+            md,
+            "\n## Latency scenarios against gearmand `-t 1`\n\n\
+             gearmand's best setting for latency (the issue's own measurements use it for these rows); \
+             the targets are set against `-t 4` above.\n\n\
+             | Scenario | Figure | Better | gearbox | gearmand -t 1 | gearbox/gearmand -t 1 |\n|---|---|---|--:|--:|--:|"
+        );
+        results_rows(&mut md, specs, runs, Kind::GearmandT1);
     }
     // RSS series after the drain, median per second.
     let mut series_md = String::new();
@@ -389,7 +372,7 @@ fn report(
     }
     let _ = writeln!(
         md,
-        "\n<details><summary>Every run's value</summary>\n\n| Scenario | Figure | gearbox runs | gearmand runs |\n|---|---|---|---|"
+        "\n<details><summary>Every run's value</summary>\n\n| Scenario | Figure | gearbox runs | gearmand runs | gearmand -t 1 runs |\n|---|---|---|---|---|"
     );
     for (i, spec) in specs.iter().enumerate() {
         for r in &spec.rows {
@@ -408,17 +391,56 @@ fn report(
             };
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 spec.id,
                 r.label,
                 list(Kind::Gearbox),
-                list(Kind::Gearmand)
+                list(Kind::Gearmand),
+                list(Kind::GearmandT1)
             );
         }
     }
     let _ = writeln!(md, "\n</details>");
     run_log_section(&mut md, log);
     md
+}
+
+/// One table row per figure: gearbox's median, `other`'s, and their ratio;
+/// only the scenarios run against `other`.
+fn results_rows(md: &mut String, specs: &[Spec], runs: &Runs, other: Kind) {
+    for (i, spec) in specs.iter().enumerate() {
+        if other == Kind::GearmandT1 && !spec.vs_gearmand_t1 {
+            continue;
+        }
+        for r in &spec.rows {
+            let med = |kind| {
+                let mut vals: Vec<f64> = runs
+                    .get(&(i, kind))
+                    .map(|v| v.iter().filter_map(|j| figure(j, r.key)).collect())
+                    .unwrap_or_default();
+                median(&mut vals).map(|m| m * r.scale)
+            };
+            let (gb, gm) = (med(Kind::Gearbox), med(other));
+            let show = |v: Option<f64>| v.map_or("—".to_string(), |v| fmt_num(v, r.decimals));
+            let ratio = match (gb, gm) {
+                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}", a / b),
+                _ => "—".to_string(),
+            };
+            let better = match r.better {
+                Better::Higher => "higher",
+                Better::Lower => "lower",
+                Better::Info => "",
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {better} | {} | {} | {ratio} |",
+                spec.id,
+                r.label,
+                show(gb),
+                show(gm)
+            );
+        }
+    }
 }
 
 /// Flags 10% slices of a memory fill whose median rate is under half the
@@ -522,7 +544,7 @@ fn main() -> ExitCode {
         ));
     }
     eprintln!(
-        "compare: {} scenarios × {n_runs} run(s) × 2 servers; scratch dir {}",
+        "compare: {} scenarios × {n_runs} run(s) × 2 servers (3 for the latency scenarios); scratch dir {}",
         specs.len(),
         dir.display()
     );
@@ -534,11 +556,13 @@ fn main() -> ExitCode {
     // comparison, so a burst of outside load spoils at most one of them.
     for run in 0..n_runs {
         for (i, spec) in specs.iter().enumerate() {
-            let order = if run % 2 == 0 {
-                [Kind::Gearbox, Kind::Gearmand]
-            } else {
-                [Kind::Gearmand, Kind::Gearbox]
-            };
+            // Which server goes first rotates from run to run.
+            let mut order = vec![Kind::Gearbox, Kind::Gearmand];
+            if spec.vs_gearmand_t1 {
+                order.push(Kind::GearmandT1);
+            }
+            let shift = run % order.len();
+            order.rotate_left(shift);
             for kind in order {
                 seq += 1;
                 let label = format!("{}-{}-run{}", spec.id, kind.name(), run + 1);

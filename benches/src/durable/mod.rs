@@ -212,6 +212,7 @@ impl Server {
             Kind::Gearmand => {
                 cmd = gearmand_command(
                     &args.gearmand,
+                    4,
                     port,
                     &log,
                     &dir.join("gearmand.pid"),
