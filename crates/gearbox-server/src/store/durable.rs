@@ -94,13 +94,16 @@ impl Shared {
         result: Result<(), &StoreError>,
         watch: &CallWatch,
     ) {
-        match (result, watch.stalled()) {
-            (Ok(()), Some((caller, running))) => {
+        if result.is_err() {
+            return self.set_health(describe, result);
+        }
+        watch.with_stall(|stalled| match stalled {
+            Some((caller, running)) => {
                 let why = StoreError(stall_error(caller, running));
                 self.set_health(describe, Err(&why));
             }
-            (result, _) => self.set_health(describe, result),
-        }
+            None => self.set_health(describe, result),
+        });
     }
 }
 

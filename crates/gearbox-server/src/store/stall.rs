@@ -92,15 +92,18 @@ impl CallWatch {
         result
     }
 
-    /// A call that was reported stalled and still runs, and for how long.
-    pub fn stalled(&self) -> Option<(Caller, Duration)> {
+    /// Runs `f` with the call that was reported stalled and still runs (and
+    /// for how long), if any. The watch stays locked meanwhile, so no report
+    /// can come in between what `f` saw and what it does.
+    pub fn with_stall<T>(&self, f: impl FnOnce(Option<(Caller, Duration)>) -> T) -> T {
         let state = self.lock();
-        Caller::ALL.into_iter().find_map(|caller| {
+        let stalled = Caller::ALL.into_iter().find_map(|caller| {
             let call = state.calls[caller as usize];
             call.since
                 .filter(|_| call.reported)
                 .map(|since| (caller, since.elapsed()))
-        })
+        });
+        f(stalled)
     }
 
     /// Makes [`run`](Self::run) return.

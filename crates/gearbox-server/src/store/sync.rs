@@ -182,16 +182,14 @@ mod tests {
         let thread =
             SyncThread::start(syncer, commits.clone(), "test".into(), watch.clone()).unwrap();
         thread.written(1);
-        let stalled = reports.recv_timeout(Duration::from_secs(10));
-        assert_eq!(stalled, Ok(Caller::Sync));
-        assert_eq!(
-            watch.stalled().map(|(caller, _)| caller),
-            Some(Caller::Sync)
-        );
+        let reported = reports.recv_timeout(Duration::from_secs(10));
+        assert_eq!(reported, Ok(Caller::Sync));
+        let stalled = |watch: &CallWatch| watch.with_stall(|s| s.map(|(caller, _)| caller));
+        assert_eq!(stalled(&watch), Some(Caller::Sync));
         assert_eq!(commits.committed.load(Ordering::SeqCst), 0);
         release.send(()).unwrap();
         wait_for(&commits, 1);
-        assert_eq!(watch.stalled(), None);
+        assert_eq!(stalled(&watch), None);
         thread.finish();
         watch.stop();
         watcher.join().unwrap();
