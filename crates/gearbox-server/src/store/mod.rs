@@ -19,6 +19,7 @@ pub mod redis;
 pub mod sqlite;
 mod stall;
 mod sync;
+mod writer;
 
 pub use backend::{Backend, Op, ReplaySource, Row, RowAddress, Syncer};
 pub use durable::{Commits, Durable, Replay};
