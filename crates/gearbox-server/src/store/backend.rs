@@ -70,9 +70,6 @@ pub struct RowAddress {
     pub position: Option<i64>,
 }
 
-/// See [`Backend::syncer`].
-pub type Syncer = Box<dyn FnMut() -> Result<(), StoreError> + Send>;
-
 /// See [`Backend::row_check`].
 pub type RowCheck = fn(&Row) -> Result<(), StoreError>;
 
@@ -107,15 +104,6 @@ pub trait Backend: Send + 'static {
     /// positions follow submission order and never need a lookup table.
     /// `None` for stores without a log. Called after `connect`.
     fn log_base(&self) -> Option<i64> {
-        None
-    }
-
-    /// For a store whose `write` returns before its data is on stable storage:
-    /// a function that makes everything written so far durable. The writer
-    /// calls it on a thread of its own, so the sync of one batch overlaps the
-    /// writing of the next; acknowledgements wait for it. Called after
-    /// `connect`.
-    fn syncer(&mut self) -> Option<Syncer> {
         None
     }
 

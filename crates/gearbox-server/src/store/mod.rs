@@ -18,10 +18,9 @@ pub mod postgres;
 pub mod redis;
 pub mod sqlite;
 mod stall;
-mod sync;
 mod writer;
 
-pub use backend::{Backend, Op, ReplaySource, Row, RowAddress, Syncer};
+pub use backend::{Backend, Op, ReplaySource, Row, RowAddress};
 pub use durable::{Commits, Durable, Replay};
 pub use keys::logical_unique;
 

@@ -1,22 +1,21 @@
 //! Notices a store that stopped answering in the middle of a call.
 //!
 //! Each backend bounds most waits itself: connect and ping deadlines, Redis's
-//! socket timeouts, PostgreSQL's server-side `statement_timeout`. Two waits
+//! socket timeouts, PostgreSQL's server-side `statement_timeout`. Some waits
 //! are not bounded: the synchronous `postgres` crate has no client-side
 //! timeout for a statement, so a server that keeps its connection open but
 //! stopped answering (SIGSTOP, a paused VM) holds the writer until it answers;
-//! and an `fdatasync` on a disk that hangs holds the sync thread, while the
-//! writer goes on filling the page cache. Meanwhile the store still counts as
-//! healthy, so new background submits would be accepted and their JOB_CREATED
-//! held for as long as the hang lasts.
+//! and SQLite's commit waits as long as an `fsync` on a hung disk does.
+//! Meanwhile the store still counts as healthy, so new background submits
+//! would be accepted and their JOB_CREATED held for as long as the hang lasts.
 //!
-//! A watcher thread marks the store unhealthy once one call, of the writer or
-//! of the sync thread, has run for [`STALLED_AFTER`]. New background submits
-//! then get QUEUE_ERROR at once, as in any other outage; jobs already accepted
-//! stay queued. The writer's next write or idle check sets the health again.
+//! A watcher thread marks the store unhealthy once one call has run for
+//! [`STALLED_AFTER`]. New background submits then get QUEUE_ERROR at once, as
+//! in any other outage; jobs already accepted stay queued. The call's own end
+//! sets the health again (available on success, or the error it returned).
 //!
-//! A caller only stamps the start and end of a call under an uncontended
-//! lock; the watcher polls, so a busy store wakes nobody.
+//! The writer only stamps the start and end of a call under an uncontended
+//! lock; the watcher polls, so a busy writer wakes nobody.
 
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -30,32 +29,6 @@ pub const STALLED_AFTER: Duration = Duration::from_secs(5);
 /// How often the watcher looks.
 const POLL: Duration = Duration::from_millis(250);
 
-/// The threads whose calls are watched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Caller {
-    /// The writer: writes, idle upkeep, reconnects.
-    Writer,
-    /// The sync thread (`sync.rs`): the `fdatasync` after a write.
-    Sync,
-}
-
-impl Caller {
-    const ALL: [Caller; 2] = [Caller::Writer, Caller::Sync];
-
-    /// What the call is, for the error a stall reports.
-    pub fn what(self) -> &'static str {
-        match self {
-            Caller::Writer => "a write",
-            Caller::Sync => "a sync",
-        }
-    }
-}
-
-/// The error a stalled call puts the store in.
-pub fn stall_error(caller: Caller, running: Duration) -> String {
-    format!("no answer to {} for {} s", caller.what(), running.as_secs())
-}
-
 #[derive(Default)]
 pub struct CallWatch {
     state: Mutex<State>,
@@ -64,16 +37,11 @@ pub struct CallWatch {
 
 #[derive(Default)]
 struct State {
-    calls: [Call; 2],
-    stop: bool,
-}
-
-#[derive(Default, Clone, Copy)]
-struct Call {
     /// When the call in progress started.
     since: Option<Instant>,
     /// Whether the call in progress was reported as stalled.
     reported: bool,
+    stop: bool,
 }
 
 impl CallWatch {
@@ -81,29 +49,16 @@ impl CallWatch {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `call` for `caller`, watched.
-    pub fn call<T>(&self, caller: Caller, call: impl FnOnce() -> T) -> T {
-        self.lock().calls[caller as usize] = Call {
-            since: Some(Instant::now()),
-            reported: false,
-        };
+    /// Runs `call`, watched.
+    pub fn call<T>(&self, call: impl FnOnce() -> T) -> T {
+        {
+            let mut state = self.lock();
+            state.since = Some(Instant::now());
+            state.reported = false;
+        }
         let result = call();
-        self.lock().calls[caller as usize].since = None;
+        self.lock().since = None;
         result
-    }
-
-    /// Runs `f` with the call that was reported stalled and still runs (and
-    /// for how long), if any. The watch stays locked meanwhile, so no report
-    /// can come in between what `f` saw and what it does.
-    pub fn with_stall<T>(&self, f: impl FnOnce(Option<(Caller, Duration)>) -> T) -> T {
-        let state = self.lock();
-        let stalled = Caller::ALL.into_iter().find_map(|caller| {
-            let call = state.calls[caller as usize];
-            call.since
-                .filter(|_| call.reported)
-                .map(|since| (caller, since.elapsed()))
-        });
-        f(stalled)
     }
 
     /// Makes [`run`](Self::run) return.
@@ -112,21 +67,18 @@ impl CallWatch {
         self.wake.notify_one();
     }
 
-    /// Until [`stop`](Self::stop): calls `stalled(caller, how long)` once for
-    /// each call that has run for `limit`. It is called with the watch locked,
-    /// so whatever a caller does after its call returns happens after it (the
+    /// Until [`stop`](Self::stop): calls `stalled(how long)` once for each
+    /// call that has run for `limit`. It is called with the watch locked, so
+    /// whatever the caller does after the call returns happens after it (the
     /// writer's own health update cannot be overwritten by a stale report).
-    pub fn run(&self, limit: Duration, stalled: impl Fn(Caller, Duration)) {
+    pub fn run(&self, limit: Duration, stalled: impl Fn(Duration)) {
         let mut state = self.lock();
         while !state.stop {
-            for caller in Caller::ALL {
-                let call = &mut state.calls[caller as usize];
-                if let Some(since) = call.since.filter(|_| !call.reported) {
-                    let running = since.elapsed();
-                    if running >= limit {
-                        call.reported = true;
-                        stalled(caller, running);
-                    }
+            if let Some(since) = state.since.filter(|_| !state.reported) {
+                let running = since.elapsed();
+                if running >= limit {
+                    stalled(running);
+                    state.reported = true;
                 }
             }
             state = self
@@ -159,23 +111,22 @@ mod tests {
         let limit = Duration::from_millis(500);
         std::thread::scope(|s| {
             s.spawn(|| {
-                watch.run(limit, |caller, running| {
-                    assert_eq!(caller, Caller::Writer);
+                watch.run(limit, |running| {
                     assert!(running >= limit);
                     reports.fetch_add(1, Ordering::SeqCst);
                 })
             });
-            watch.call(Caller::Writer, || ());
+            watch.call(|| ());
             std::thread::sleep(Duration::from_millis(800));
             assert_eq!(reports.load(Ordering::SeqCst), 0, "a quick call");
             // A stalled call is reported while it runs, once however long it runs.
-            watch.call(Caller::Writer, || {
+            watch.call(|| {
                 wait_for(&reports, 1);
                 std::thread::sleep(Duration::from_millis(800));
             });
             assert_eq!(reports.load(Ordering::SeqCst), 1);
             // The next call is watched afresh.
-            watch.call(Caller::Writer, || wait_for(&reports, 2));
+            watch.call(|| wait_for(&reports, 2));
             watch.stop();
         });
     }

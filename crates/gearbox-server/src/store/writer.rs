@@ -1,13 +1,12 @@
 //! The writer thread behind [`Durable`](super::Durable): takes every pending
 //! row write, commits it in one transaction (group commit), and announces the
-//! commit, or has the sync thread announce it once it is on disk. On failure
+//! commit. On failure
 //! it keeps the batch, reconnects with backoff and retries; while idle it does
 //! upkeep and checks that the database still answers.
 
 use super::backend::{Backend, Op};
 use super::durable::Commits;
-use super::stall::{stall_error, CallWatch, Caller, STALLED_AFTER};
-use super::sync::SyncThread;
+use super::stall::{CallWatch, STALLED_AFTER};
 use super::StoreError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,69 +61,28 @@ impl Shared {
             }
         }
     }
-
-    /// The health after one of the writer's calls: its result, unless a sync
-    /// is stuck. The writer's calls go on succeeding into the page cache while
-    /// an `fdatasync` hangs, and must not make the store look healthy then.
-    fn set_writer_health(
-        &self,
-        describe: &str,
-        result: Result<(), &StoreError>,
-        watch: &CallWatch,
-    ) {
-        if result.is_err() {
-            return self.set_health(describe, result);
-        }
-        watch.with_stall(|stalled| match stalled {
-            Some((caller, running)) => {
-                let why = StoreError(stall_error(caller, running));
-                self.set_health(describe, Err(&why));
-            }
-            None => self.set_health(describe, result),
-        });
-    }
 }
 
-/// The writer thread: take everything pending, commit it, announce it (or
-/// have the sync thread announce it once it is on disk).
+/// The writer thread: take everything pending, commit it, announce it.
 pub(super) fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
     let describe = backend.describe();
     // See `stall`: a call that never returns must still refuse new submits.
-    let watch = Arc::new(CallWatch::default());
-    let sync_thread = backend.syncer().and_then(|syncer| {
-        SyncThread::start(
-            syncer,
-            shared.commits.clone(),
-            describe.clone(),
-            watch.clone(),
-        )
-        .map_err(|e| tracing::error!(store = %describe, error = %e, "cannot start the sync thread"))
-        .ok()
-    });
+    let watch = CallWatch::default();
     std::thread::scope(|scope| {
         let watcher = std::thread::Builder::new()
             .name("gearbox-store-watch".into())
             .spawn_scoped(scope, || {
-                watch.run(STALLED_AFTER, |caller, running| {
-                    let why = StoreError(stall_error(caller, running));
-                    shared.set_health(&describe, Err(&why));
+                watch.run(STALLED_AFTER, |running| {
+                    let why = format!("no answer for {} s", running.as_secs());
+                    shared.set_health(&describe, Err(&StoreError(why)));
                 })
             });
         if let Err(e) = &watcher {
             tracing::error!(store = %describe, error = %e, "cannot start the store watcher");
         }
-        write_batches(
-            shared,
-            backend.as_mut(),
-            &describe,
-            sync_thread.as_ref(),
-            &watch,
-        );
+        write_batches(shared, backend.as_mut(), &describe, &watch);
         watch.stop();
     });
-    if let Some(sync_thread) = sync_thread {
-        sync_thread.finish();
-    }
     // Leave the database as the store's own tools expect it (SQLite: every
     // row in the queue table, readable by gearmand). Best effort: a job left
     // in the log is still replayed by the next start.
@@ -140,13 +98,7 @@ pub(super) fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
     }
 }
 
-fn write_batches(
-    shared: &Shared,
-    backend: &mut dyn Backend,
-    describe: &str,
-    sync_thread: Option<&SyncThread>,
-    watch: &CallWatch,
-) {
+fn write_batches(shared: &Shared, backend: &mut dyn Backend, describe: &str, watch: &CallWatch) {
     let mut backoff = BACKOFF.0;
     let mut last_contact = Instant::now();
     let mut last_success = Instant::now();
@@ -176,12 +128,12 @@ fn write_batches(
             }
             // Idle: upkeep, and make sure an outage is noticed before the next
             // submit.
-            let result = watch.call(Caller::Writer, || {
+            let result = watch.call(|| {
                 backend
                     .tidy()
                     .or_else(|_| backend.connect().map(|()| false))
             });
-            shared.set_writer_health(describe, result.as_ref().map(|_| ()), watch);
+            shared.set_health(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             more_upkeep = matches!(result, Ok(true));
             if result.is_err() {
@@ -193,13 +145,13 @@ fn write_batches(
         drop_redundant_puts(&mut batch);
         loop {
             let started = Instant::now();
-            let result = watch.call(Caller::Writer, || backend.write(&batch));
+            let result = watch.call(|| backend.write(&batch));
             tracing::trace!(
                 writes = batch.len(),
                 micros = started.elapsed().as_micros() as u64,
                 "commit"
             );
-            shared.set_writer_health(describe, result.as_ref().map(|_| ()), watch);
+            shared.set_health(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             match result {
                 Ok(()) => {
@@ -223,13 +175,8 @@ fn write_batches(
                 }
             }
         }
-        match sync_thread {
-            Some(sync_thread) => sync_thread.written(number),
-            None => {
-                shared.commits.committed.store(number, Ordering::SeqCst);
-                shared.commits.notify.notify_one();
-            }
-        }
+        shared.commits.committed.store(number, Ordering::SeqCst);
+        shared.commits.notify.notify_one();
     }
 }
 
