@@ -378,3 +378,35 @@ impl Writes<'_> {
             .map_err(|e| error("insert", e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--libsqlite3-sync full` must be SQLite's FULL: in WAL mode its commit
+    /// returns only once the WAL is synced, and that commit is what a
+    /// JOB_CREATED waits for. `normal` is NORMAL.
+    #[test]
+    fn the_sync_flag_sets_sqlites_synchronous_level_in_wal_mode() {
+        let dir = std::env::temp_dir().join(format!("gearbox-sqlite-sync-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (sync, level) in [(Sync::Full, 2), (Sync::Normal, 1)] {
+            let path = dir.join(format!("{sync:?}.sqlite3"));
+            let mut store = Sqlite::new(SqliteConfig {
+                path,
+                table: DEFAULT_TABLE.into(),
+                sync,
+            });
+            store.connect().unwrap();
+            let conn = store.conn().unwrap();
+            let got: i64 = conn
+                .query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .unwrap();
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!((got, mode.as_str()), (level, "wal"), "{sync:?}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
