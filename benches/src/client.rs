@@ -147,6 +147,15 @@ pub struct ClientStats {
 }
 
 impl ClientStats {
+    /// The stats of several connections as one.
+    pub fn merged(parts: impl IntoIterator<Item = ClientStats>) -> ClientStats {
+        let mut total = ClientStats::default();
+        for part in parts {
+            total.merge(part);
+        }
+        total
+    }
+
     pub fn merge(&mut self, o: ClientStats) {
         self.created += o.created;
         self.completed += o.completed;

@@ -361,10 +361,7 @@ async fn submit_phase_from(
         .collect();
     let results = join_all(loops).await?;
     let elapsed = start.elapsed();
-    let mut stats = ClientStats::default();
-    for r in results {
-        stats.merge(r);
-    }
+    let stats = ClientStats::merged(results);
     Ok(Submitted {
         stats,
         elapsed,

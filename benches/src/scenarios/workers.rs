@@ -79,10 +79,7 @@ pub(super) async fn roundtrip(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> 
     let elapsed = start.elapsed();
     let after = ctx.monitor.sample()?;
     let w = pool.finish().await?;
-    let mut stats = ClientStats::default();
-    for r in results {
-        stats.merge(r);
-    }
+    let mut stats = ClientStats::merged(results);
     report.fig("jobs_per_s", rate(stats.completed, elapsed));
     latency_figures(report, &mut stats);
     cpu_figures(report, "", before, after, stats.completed);
@@ -148,10 +145,7 @@ pub(super) async fn coalesce(ctx: &Ctx<'_>, report: &mut Report) -> Result<()> {
     let elapsed = start.elapsed();
     let after = ctx.monitor.sample()?;
     let w = pool.finish().await?;
-    let mut stats = ClientStats::default();
-    for r in results {
-        stats.merge(r);
-    }
+    let mut stats = ClientStats::merged(results);
     let handles = stats.handles.len() as u64;
     report.fig("submits_per_s", rate(stats.completed, elapsed));
     report.fig("submits", stats.created as f64);
