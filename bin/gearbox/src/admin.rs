@@ -40,8 +40,8 @@ enum AdminCommand {
     CreateFunction { function: String },
     /// Drop a function that has no workers and no jobs.
     DropFunction { function: String },
-    /// Limit a function's queue: one limit for all priorities, or HIGH NORMAL
-    /// [LOW]; none resets to unlimited.
+    /// Limit a function's queue: one limit for all priorities, or HIGH and
+    /// NORMAL (and LOW) limits; none resets to unlimited.
     Maxqueue {
         function: String,
         #[arg(num_args = 0..=3)]

@@ -47,7 +47,7 @@ pub struct Cli {
     /// Turn the `exceptions` option on for every connection.
     #[arg(long)]
     pub exceptions: bool,
-    /// Prefix of job handles (default H:<hostname>).
+    /// Prefix of job handles (default H:HOSTNAME).
     #[arg(long)]
     pub job_handle_prefix: Option<String>,
     /// Accepted for gearmand compatibility; gearbox's tables resize themselves.
