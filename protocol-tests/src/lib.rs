@@ -183,6 +183,14 @@ impl TestServer {
     /// command line. Retries on a new port if the server exits or does not accept
     /// connections within [`STARTUP_TIMEOUT`].
     pub fn start_with_args(kind: ServerKind, extra_args: &[&str]) -> TestServer {
+        TestServer::start_under(&[], kind, extra_args)
+    }
+
+    /// [`start_with_args`](Self::start_with_args), run under `prefix`: the
+    /// server's command line is appended to it, e.g. a program that sets up a
+    /// private mount namespace and then execs the server (so the pid stays the
+    /// server's).
+    pub fn start_under(prefix: &[String], kind: ServerKind, extra_args: &[&str]) -> TestServer {
         let program = match kind {
             ServerKind::Gearmand => PathBuf::from("gearmand"),
             ServerKind::Gearboxd => gearboxd_path(),
@@ -216,7 +224,15 @@ impl TestServer {
             let stderr = fs::File::create(dir.join("server.stderr")).expect("create stderr file");
             // gearboxd keeps its queue file (the default store) in the
             // current directory: the test's own.
-            let mut child = match Command::new(&program)
+            let mut command = match prefix.split_first() {
+                Some((first, rest)) => {
+                    let mut command = Command::new(first);
+                    command.args(rest).arg(&program);
+                    command
+                }
+                None => Command::new(&program),
+            };
+            let mut child = match command
                 .args(&args)
                 .current_dir(&dir)
                 .stdin(Stdio::null())

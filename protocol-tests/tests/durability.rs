@@ -16,7 +16,7 @@ use protocol_tests::diff::wire::encode_request;
 use protocol_tests::durable::{
     created, drain_in_order, drain_until_empty, kill_server, load_and_crash, now_epoch,
     priority_status, show_jobs_count, start, status, status_total, submit_bg, terminate_server,
-    text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, Outage, Paused,
+    text, try_submit, wait_rows, wait_status_total, Conn, CrashLoad, FullDisk, Outage, Paused,
     PostgresInstance, Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, ERROR,
     JOB_CREATED, REPLY_TIMEOUT, SUBMIT_JOB, SUBMIT_JOB_EPOCH,
 };
@@ -334,6 +334,15 @@ fn hang_postgres() {
 #[test]
 fn hang_redis() {
     outage_test(&mut Paused::new(RedisInstance::start()));
+}
+
+/// The disk under the SQLite file fills up (a tmpfs of the server's own):
+/// commits fail with SQLITE_FULL, so new submits are refused with QUEUE_ERROR
+/// while the jobs accepted stay queued, and the store recovers once there is
+/// space again.
+#[test]
+fn full_disk_sqlite() {
+    outage_test(&mut FullDisk::new());
 }
 
 // ---------------------------------------------------------------------------------------

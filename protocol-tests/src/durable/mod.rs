@@ -12,9 +12,11 @@
 //!
 //! Every wait is bounded; every process started here is ours and is stopped on drop.
 
+mod full_disk;
 mod paused;
 mod stores;
 
+pub use full_disk::*;
 pub use paused::*;
 pub use stores::*;
 
@@ -275,7 +277,7 @@ pub fn text(bytes: &[u8]) -> String {
 pub fn start(kind: ServerKind, store: &dyn QueueStore) -> TestServer {
     let args = store.server_args();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    TestServer::start_with_args(kind, &args)
+    TestServer::start_under(&store.command_prefix(), kind, &args)
 }
 
 /// Waits (at most a minute) until admin `status` shows `total` jobs of `function`,

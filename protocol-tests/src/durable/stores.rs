@@ -12,6 +12,11 @@ pub trait QueueStore {
     fn server_args(&self) -> Vec<String>;
     /// How many job rows the store holds now.
     fn rows(&self) -> Result<u64, String>;
+    /// What the server is started under (see [`TestServer::start_under`]);
+    /// nothing by default.
+    fn command_prefix(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// An external store that a test can take down and bring back (same address).
@@ -22,8 +27,16 @@ pub trait Outage: QueueStore {
 
 /// Runs a small Python program (python3 is a test dependency already; its sqlite3
 /// module reads the queue file without the sqlite3 CLI) and returns its stdout.
-fn python(program: &str, args: &[&str]) -> Result<String, String> {
-    let mut cmd = Command::new("python3");
+/// Run under `prefix`, if any (e.g. `nsenter` into a server's mounts).
+fn python_under(prefix: &[String], program: &str, args: &[&str]) -> Result<String, String> {
+    let mut cmd = match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut cmd = Command::new(first);
+            cmd.args(rest).arg("python3");
+            cmd
+        }
+        None => Command::new("python3"),
+    };
     cmd.arg("-c").arg(program).args(args);
     let out = try_run_command(cmd, None, Duration::from_secs(30))?;
     if !out.status.success() {
@@ -76,39 +89,49 @@ impl SqliteFile {
     /// `<table>_gearbox_log` (one BLOB per job, decoded here from the layout
     /// documented in docs/design.md), in rowid order.
     pub fn table_rows(&self) -> Result<Vec<TableRow>, String> {
-        const READ: &str = "import sqlite3, struct, sys\n\
-            c = sqlite3.connect(sys.argv[1], timeout=10)\n\
-            t = sys.argv[2]\n\
-            q = 'SELECT hex(unique_key), hex(function_name), priority, hex(data), \
-            coalesce(when_to_run, 0) FROM \"' + t + '\" ORDER BY rowid'\n\
-            rows = [list(r) for r in c.execute(q)]\n\
-            log = t + '_gearbox_log'\n\
-            if c.execute('SELECT 1 FROM sqlite_master WHERE name=?', (log,)).fetchone():\n\
-            \x20   for (job,) in c.execute('SELECT job FROM \"' + log + '\" ORDER BY rowid'):\n\
-            \x20       when, kl = struct.unpack_from('<QI', job, 1)\n\
-            \x20       key = job[13:13 + kl]\n\
-            \x20       (fl,) = struct.unpack_from('<I', job, 13 + kl)\n\
-            \x20       fn = job[17 + kl:17 + kl + fl]\n\
-            \x20       data = job[17 + kl + fl:]\n\
-            \x20       rows.append([key.hex().upper(), fn.hex().upper(), job[0], data.hex().upper(), when])\n\
-            for r in rows:\n    print('\\t'.join(str(x) for x in r))\n";
-        let out = python(READ, &[&self.path_str(), &self.table])?;
-        out.lines()
-            .map(|line| {
-                let f: Vec<&str> = line.split('\t').collect();
-                if f.len() != 5 {
-                    return Err(format!("bad row {line:?}"));
-                }
-                Ok(TableRow {
-                    unique_key: unhex(f[0]),
-                    function_name: unhex(f[1]),
-                    priority: f[2].parse().map_err(|_| format!("bad row {line:?}"))?,
-                    data: unhex(f[3]),
-                    when_to_run: f[4].parse().map_err(|_| format!("bad row {line:?}"))?,
-                })
-            })
-            .collect()
+        read_table_rows(&[], &self.path, &self.table)
     }
+}
+
+/// [`SqliteFile::table_rows`] of the file at `path`, read by a program run
+/// under `prefix` (see [`python_under`]).
+pub fn read_table_rows(
+    prefix: &[String],
+    path: &Path,
+    table: &str,
+) -> Result<Vec<TableRow>, String> {
+    const READ: &str = "import sqlite3, struct, sys\n\
+        c = sqlite3.connect(sys.argv[1], timeout=10)\n\
+        t = sys.argv[2]\n\
+        q = 'SELECT hex(unique_key), hex(function_name), priority, hex(data), \
+        coalesce(when_to_run, 0) FROM \"' + t + '\" ORDER BY rowid'\n\
+        rows = [list(r) for r in c.execute(q)]\n\
+        log = t + '_gearbox_log'\n\
+        if c.execute('SELECT 1 FROM sqlite_master WHERE name=?', (log,)).fetchone():\n\
+        \x20   for (job,) in c.execute('SELECT job FROM \"' + log + '\" ORDER BY rowid'):\n\
+        \x20       when, kl = struct.unpack_from('<QI', job, 1)\n\
+        \x20       key = job[13:13 + kl]\n\
+        \x20       (fl,) = struct.unpack_from('<I', job, 13 + kl)\n\
+        \x20       fn = job[17 + kl:17 + kl + fl]\n\
+        \x20       data = job[17 + kl + fl:]\n\
+        \x20       rows.append([key.hex().upper(), fn.hex().upper(), job[0], data.hex().upper(), when])\n\
+        for r in rows:\n    print('\\t'.join(str(x) for x in r))\n";
+    let out = python_under(prefix, READ, &[&path.to_string_lossy(), table])?;
+    out.lines()
+        .map(|line| {
+            let f: Vec<&str> = line.split('\t').collect();
+            if f.len() != 5 {
+                return Err(format!("bad row {line:?}"));
+            }
+            Ok(TableRow {
+                unique_key: unhex(f[0]),
+                function_name: unhex(f[1]),
+                priority: f[2].parse().map_err(|_| format!("bad row {line:?}"))?,
+                data: unhex(f[3]),
+                when_to_run: f[4].parse().map_err(|_| format!("bad row {line:?}"))?,
+            })
+        })
+        .collect()
 }
 
 impl Drop for SqliteFile {
