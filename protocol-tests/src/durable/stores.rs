@@ -94,7 +94,7 @@ impl SqliteFile {
 }
 
 /// [`SqliteFile::table_rows`] of the file at `path`, read by a program run
-/// under `prefix` (see [`python_under`]).
+/// under `prefix` (e.g. `nsenter` into a server's mounts).
 pub fn read_table_rows(
     prefix: &[String],
     path: &Path,
