@@ -21,7 +21,7 @@ use protocol_tests::durable::{
     PostgresInstance, Prio, QueueStore, Ran, RedisInstance, SqliteFile, Workers, ERROR,
     JOB_CREATED, REPLY_TIMEOUT, SUBMIT_JOB, SUBMIT_JOB_EPOCH,
 };
-use protocol_tests::{wait_until, ServerKind};
+use protocol_tests::{wait_until, ServerKind, TestServer};
 
 /// How long jobs may take to run.
 const REPLAY: Duration = Duration::from_secs(60);
@@ -218,7 +218,10 @@ const OUTAGE_FN: &str = "durable_outage";
 /// once the store is back, submits are acknowledged again and every acknowledged
 /// job runs, no refused one does.
 fn outage_test(store: &mut dyn Outage) {
-    let server = start(ServerKind::Gearboxd, &*store);
+    let mut args = store.server_args();
+    args.extend(["--verbose".to_owned(), "INFO".to_owned()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = TestServer::start_under(&store.command_prefix(), ServerKind::Gearboxd, &args);
     let addr = server.addr();
     let mut acked = vec!["before".to_owned()];
     try_submit(&addr, OUTAGE_FN, "before", REPLY_TIMEOUT)
@@ -311,6 +314,18 @@ fn outage_test(store: &mut dyn Outage) {
         got, want,
         "exactly the acknowledged jobs ran, once each (refused: {refused:?})"
     );
+
+    // The log tells the outage once, however often the store failed meanwhile
+    // (a nearly full disk fails and succeeds by turns), and then its end.
+    wait_until("the log to report the recovery", REPLAY, || {
+        match server.logs().contains("queue store is available again") {
+            true => Ok(()),
+            false => Err("not yet".to_owned()),
+        }
+    });
+    let logs = server.logs();
+    let reports = logs.matches("queue store failed").count();
+    assert_eq!(reports, 1, "the outage is reported once; log:\n{logs}");
 }
 
 #[test]

@@ -226,6 +226,8 @@ pub struct Engine {
     committed: u64,
     /// Connections whose replies wait for a store commit.
     held: Vec<ConnId>,
+    /// Background submits the store refused, for the log.
+    refusals: store::Refusals,
 }
 
 impl Engine {
@@ -263,6 +265,7 @@ impl Engine {
             signals,
             committed: 0,
             held: Vec::new(),
+            refusals: store::Refusals::default(),
         }
     }
 

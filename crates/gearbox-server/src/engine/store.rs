@@ -5,9 +5,40 @@
 use super::jobs::{coalesce_key, Job, JobState};
 use super::submit::now_epoch;
 use super::{ConnId, Engine};
+use crate::store::StoreError;
 use crate::store::{logical_unique, Commits, Replay, Row, RowAddress};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// At most one log line per this long about refused submits: in an outage
+/// every background submit is refused, and each client hears so in its
+/// QUEUE_ERROR; the log needs the fact and a count, not a line per submit.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(10);
+
+/// Background submits the queue store refused, as the log tells them.
+#[derive(Default)]
+pub struct Refusals {
+    logged_at: Option<Instant>,
+    /// Refused since the last line.
+    unlogged: u64,
+}
+
+impl Refusals {
+    pub fn note(&mut self, error: &StoreError) {
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < REFUSALS_LOGGED_EVERY)
+        {
+            self.unlogged += 1;
+            return;
+        }
+        tracing::error!(%error, refused_since_last_line = self.unlogged,
+            "queue store refused a background job");
+        self.logged_at = Some(Instant::now());
+        self.unlogged = 0;
+    }
+}
 
 impl Engine {
     /// Holds `conn`'s replies, from the JOB_CREATED just queued on, until the
@@ -100,5 +131,23 @@ impl Engine {
             };
             self.store.replayed(address, &stored, had_row);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_logged_once_per_period_with_a_count() {
+        let mut refusals = Refusals::default();
+        let error = StoreError("queue store unavailable: down".into());
+        for _ in 0..5 {
+            refusals.note(&error);
+        }
+        assert_eq!(refusals.unlogged, 4);
+        refusals.logged_at = Some(Instant::now() - REFUSALS_LOGGED_EVERY);
+        refusals.note(&error);
+        assert_eq!(refusals.unlogged, 0);
     }
 }

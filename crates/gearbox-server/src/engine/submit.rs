@@ -118,7 +118,7 @@ impl Engine {
                 when: s.when.unwrap_or(0),
             };
             if let Err(e) = self.store.add(&stored) {
-                tracing::error!(error = %e, "queue store refused a background job");
+                self.refusals.note(&e);
                 self.jobs.remove(id);
                 return self.conns.error(conn, "QUEUE_ERROR", &e.to_string());
             }

@@ -18,11 +18,12 @@
 //! [`stall`]: super::stall
 
 use super::backend::{Backend, Op, ReplaySource, Row, RowAddress, RowCheck};
+use super::health::Health;
 use super::keys::{self, natural_key};
 use super::writer::{write_loop, Pending, Shared};
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
@@ -99,8 +100,7 @@ impl Durable {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending::default()),
             wake: Condvar::new(),
-            healthy: AtomicBool::new(true),
-            last_error: Mutex::new(String::new()),
+            health: Health::default(),
             commits: Arc::new(Commits::default()),
         });
         let writer = {
@@ -164,13 +164,8 @@ impl Durable {
 
 impl QueueStore for Durable {
     fn add(&mut self, job: &StoredJob<'_>) -> Result<(), StoreError> {
-        if !self.shared.healthy.load(Ordering::SeqCst) {
-            let why = self
-                .shared
-                .last_error
-                .lock()
-                .map(|e| e.clone())
-                .unwrap_or_default();
+        if !self.shared.health.is_healthy() {
+            let why = self.shared.health.last_error();
             return Err(StoreError(format!("queue store unavailable: {why}")));
         }
         let row = Row {

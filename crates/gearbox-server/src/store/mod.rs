@@ -13,6 +13,7 @@
 
 mod backend;
 mod durable;
+mod health;
 mod keys;
 pub mod postgres;
 pub mod redis;

@@ -6,10 +6,11 @@
 
 use super::backend::{Backend, Op};
 use super::durable::Commits;
+use super::health::Health;
 use super::stall::{CallWatch, STALLED_AFTER};
 use super::StoreError;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -34,32 +35,14 @@ pub(super) struct Pending {
 pub(super) struct Shared {
     pub(super) pending: Mutex<Pending>,
     pub(super) wake: Condvar,
-    /// False from a failed write or ping until a write or ping succeeds.
-    pub(super) healthy: AtomicBool,
-    pub(super) last_error: Mutex<String>,
+    /// Unhealthy from a failed write or ping until a write or ping succeeds.
+    pub(super) health: Health,
     pub(super) commits: Arc<Commits>,
 }
 
 impl Shared {
     pub(super) fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn set_health(&self, describe: &str, result: Result<(), &StoreError>) {
-        match result {
-            Ok(()) => {
-                if !self.healthy.swap(true, Ordering::SeqCst) {
-                    tracing::info!(store = describe, "queue store is available again");
-                }
-            }
-            Err(e) => {
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e.to_string();
-                if self.healthy.swap(false, Ordering::SeqCst) {
-                    tracing::error!(store = describe, error = %e,
-                        "queue store failed; refusing background submits until it recovers");
-                }
-            }
-        }
     }
 }
 
@@ -74,7 +57,7 @@ pub(super) fn write_loop(shared: &Shared, mut backend: Box<dyn Backend>) {
             .spawn_scoped(scope, || {
                 watch.run(STALLED_AFTER, |running| {
                     let why = format!("no answer for {} s", running.as_secs());
-                    shared.set_health(&describe, Err(&StoreError(why)));
+                    shared.health.set(&describe, Err(&StoreError(why)));
                 })
             });
         if let Err(e) = &watcher {
@@ -104,6 +87,7 @@ fn write_batches(shared: &Shared, backend: &mut dyn Backend, describe: &str, wat
     let mut last_success = Instant::now();
     let mut more_upkeep = false;
     loop {
+        shared.health.tick(describe);
         let (mut batch, number, stop) = {
             let mut pending = shared.pending();
             while pending.ops.is_empty() && !pending.stop {
@@ -133,7 +117,7 @@ fn write_batches(shared: &Shared, backend: &mut dyn Backend, describe: &str, wat
                     .tidy()
                     .or_else(|_| backend.connect().map(|()| false))
             });
-            shared.set_health(describe, result.as_ref().map(|_| ()));
+            shared.health.set(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             more_upkeep = matches!(result, Ok(true));
             if result.is_err() {
@@ -151,7 +135,7 @@ fn write_batches(shared: &Shared, backend: &mut dyn Backend, describe: &str, wat
                 micros = started.elapsed().as_micros() as u64,
                 "commit"
             );
-            shared.set_health(describe, result.as_ref().map(|_| ()));
+            shared.health.set(describe, result.as_ref().map(|_| ()));
             last_contact = Instant::now();
             match result {
                 Ok(()) => {
@@ -165,7 +149,8 @@ fn write_batches(shared: &Shared, backend: &mut dyn Backend, describe: &str, wat
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(store = %describe, error = %e, writes = batch.len(),
+                    shared.health.tick(describe);
+                    tracing::debug!(store = %describe, error = %e, writes = batch.len(),
                         "commit failed; reconnecting to retry it");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(BACKOFF.1);
