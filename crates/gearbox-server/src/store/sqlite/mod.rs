@@ -46,6 +46,7 @@ use super::StoreError;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{params, CachedStatement, Connection};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// gearmand's default table name.
 pub const DEFAULT_TABLE: &str = "gearman_queue";
@@ -53,6 +54,9 @@ pub const DEFAULT_TABLE: &str = "gearman_queue";
 /// Rows filed from the log into the queue table per transaction: about 20 ms
 /// of work, the longest a submit arriving at an idle server waits behind it.
 const FOLD_CHUNK: i64 = 5_000;
+
+/// How long to wait after a failed compaction before trying again.
+const COMPACT_RETRY: Duration = Duration::from_secs(600);
 
 /// How durable a commit is; see the module documentation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +79,8 @@ pub struct Sqlite {
     base: Option<i64>,
     /// Started at the first connect; see `checkpoint`.
     checkpointer: Option<checkpoint::Checkpointer>,
+    /// No compaction before this, after one failed.
+    compact_after: Option<Instant>,
 }
 
 /// The quoted names of the two tables.
@@ -91,6 +97,7 @@ impl Sqlite {
             conn: None,
             base: None,
             checkpointer: None,
+            compact_after: None,
         }
     }
 
@@ -98,6 +105,24 @@ impl Sqlite {
         Tables {
             queue: quote_identifier(&self.config.table),
             log: quote_identifier(&format!("{}_gearbox_log", self.config.table)),
+        }
+    }
+
+    /// See `compact.rs`. A failure (no room for the copy, say) is not the
+    /// store failing: it is logged, and tried again after [`COMPACT_RETRY`].
+    fn compact(&mut self) {
+        if self
+            .compact_after
+            .is_some_and(|after| Instant::now() < after)
+        {
+            return;
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return;
+        };
+        if let Err(e) = compact::compact_if_mostly_free(conn) {
+            tracing::warn!(error = %e, "compacting the queue file failed; trying again in 10 minutes");
+            self.compact_after = Some(Instant::now() + COMPACT_RETRY);
         }
     }
 
@@ -213,7 +238,7 @@ impl Backend for Sqlite {
         let Some(last) = rows.last().and_then(|row| row.position) else {
             // The log is empty: the one moment `VACUUM` may renumber its rowids.
             drop(tx);
-            compact::compact_if_mostly_free(conn)?;
+            self.compact();
             return Ok(false);
         };
         let mut writes = Writes::prepare(&tx, &tables)?;
