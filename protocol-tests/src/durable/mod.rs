@@ -1,4 +1,4 @@
-//! Helpers for `tests/durability.rs`: durable queue stores under crash and restart.
+//! Helpers for `tests/durability/`: durable queue stores under crash and restart.
 //!
 //! * [`Conn`]: one blocking Gearman connection (binary packets and admin text),
 //!   built on [`crate::diff::wire`].
