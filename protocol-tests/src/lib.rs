@@ -160,6 +160,20 @@ pub fn gearboxd_path() -> PathBuf {
     }
 }
 
+/// `program`, run under `prefix` when there is one: the prefix's first word is
+/// the command, its other words and then `program` its first arguments (for
+/// `unshare …`, `nsenter …`, programs that run another).
+pub fn command_under(prefix: &[String], program: impl AsRef<std::ffi::OsStr>) -> Command {
+    match prefix.split_first() {
+        Some((first, rest)) => {
+            let mut command = Command::new(first);
+            command.args(rest).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // TestServer
 // ---------------------------------------------------------------------------------------
@@ -224,15 +238,7 @@ impl TestServer {
             let stderr = fs::File::create(dir.join("server.stderr")).expect("create stderr file");
             // gearboxd keeps its queue file (the default store) in the
             // current directory: the test's own.
-            let mut command = match prefix.split_first() {
-                Some((first, rest)) => {
-                    let mut command = Command::new(first);
-                    command.args(rest).arg(&program);
-                    command
-                }
-                None => Command::new(&program),
-            };
-            let mut child = match command
+            let mut child = match command_under(prefix, &program)
                 .args(&args)
                 .current_dir(&dir)
                 .stdin(Stdio::null())

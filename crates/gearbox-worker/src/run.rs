@@ -43,6 +43,14 @@ enum Attempt {
     TimedOut,
 }
 
+/// `fut`'s output, or `None` if it took longer than `limit` (no limit: never).
+async fn within<F: std::future::Future>(limit: Option<Duration>, fut: F) -> Option<F::Output> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, fut).await.ok(),
+        None => Some(fut.await),
+    }
+}
+
 async fn attempt(job: &Job, func: &Function) -> Attempt {
     let limit = func.timeout.map(|t| t + TIMEOUT_GRACE);
     match &func.handler {
@@ -54,12 +62,8 @@ async fn attempt(job: &Job, func: &Function) -> Attempt {
                 h(job).await
             })
             .catch_unwind();
-            let result = match limit {
-                Some(limit) => match tokio::time::timeout(limit, fut).await {
-                    Ok(r) => r,
-                    Err(_) => return Attempt::TimedOut,
-                },
-                None => fut.await,
+            let Some(result) = within(limit, fut).await else {
+                return Attempt::TimedOut;
             };
             match result {
                 Ok(r) => Attempt::Done(r),
@@ -70,12 +74,8 @@ async fn attempt(job: &Job, func: &Function) -> Attempt {
             let h = h.clone();
             let job = job.clone();
             let task = tokio::task::spawn_blocking(move || h(job));
-            let result = match limit {
-                Some(limit) => match tokio::time::timeout(limit, task).await {
-                    Ok(r) => r,
-                    Err(_) => return Attempt::TimedOut,
-                },
-                None => task.await,
+            let Some(result) = within(limit, task).await else {
+                return Attempt::TimedOut;
             };
             match result {
                 Ok(r) => Attempt::Done(r),

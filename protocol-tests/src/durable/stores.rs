@@ -29,14 +29,7 @@ pub trait Outage: QueueStore {
 /// module reads the queue file without the sqlite3 CLI) and returns its stdout.
 /// Run under `prefix`, if any (e.g. `nsenter` into a server's mounts).
 fn python_under(prefix: &[String], program: &str, args: &[&str]) -> Result<String, String> {
-    let mut cmd = match prefix.split_first() {
-        Some((first, rest)) => {
-            let mut cmd = Command::new(first);
-            cmd.args(rest).arg("python3");
-            cmd
-        }
-        None => Command::new("python3"),
-    };
+    let mut cmd = crate::command_under(prefix, "python3");
     cmd.arg("-c").arg(program).args(args);
     let out = try_run_command(cmd, None, Duration::from_secs(30))?;
     if !out.status.success() {

@@ -21,31 +21,24 @@ pub const RECOVERED_AFTER: Duration = Duration::from_secs(2);
 /// How often a store that keeps failing is reported again.
 pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 
+#[derive(Default)]
 pub struct Health {
-    healthy: AtomicBool,
-    last_error: Mutex<String>,
+    /// False from a failed write until a write succeeds. Set under the report
+    /// lock on failure; read without it by every background submit.
+    unhealthy: AtomicBool,
     report: Mutex<Report>,
 }
 
-/// What the log has been told.
+/// The last failure, and what the log has been told.
 #[derive(Default)]
 struct Report {
+    last_error: String,
     /// When the outage being reported was last logged; `None` when none is.
     down_logged: Option<Instant>,
     /// Failures since then.
     failures: u64,
     /// Since when every write has succeeded.
     healthy_since: Option<Instant>,
-}
-
-impl Default for Health {
-    fn default() -> Self {
-        Health {
-            healthy: AtomicBool::new(true),
-            last_error: Mutex::new(String::new()),
-            report: Mutex::default(),
-        }
-    }
 }
 
 /// What [`Health::tick`] logged, for tests.
@@ -58,26 +51,27 @@ pub enum Logged {
 
 impl Health {
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::SeqCst)
+        !self.unhealthy.load(Ordering::SeqCst)
     }
 
     pub fn last_error(&self) -> String {
-        lock(&self.last_error).clone()
+        lock(&self.report).last_error.clone()
     }
 
     /// Records the outcome of a write or a check.
+    /// A success of a healthy store, every commit, touches only an atomic.
     pub fn set(&self, describe: &str, result: Result<(), &StoreError>) {
-        let mut report = lock(&self.report);
         match result {
             Ok(()) => {
-                if !self.healthy.swap(true, Ordering::SeqCst) {
-                    report.healthy_since = Some(Instant::now());
+                if self.unhealthy.swap(false, Ordering::SeqCst) {
+                    lock(&self.report).healthy_since = Some(Instant::now());
                     tracing::debug!(store = describe, "queue store write succeeded");
                 }
             }
             Err(e) => {
-                *lock(&self.last_error) = e.to_string();
-                self.healthy.store(false, Ordering::SeqCst);
+                let mut report = lock(&self.report);
+                report.last_error = e.to_string();
+                self.unhealthy.store(true, Ordering::SeqCst);
                 report.healthy_since = None;
                 if report.down_logged.is_none() {
                     tracing::error!(store = describe, error = %e,
@@ -101,17 +95,19 @@ impl Health {
         };
         let failures = report.failures;
         match report.healthy_since {
-            Some(since) if since.elapsed() >= RECOVERED_AFTER => {
+            Some(since) if self.is_healthy() && since.elapsed() >= RECOVERED_AFTER => {
                 tracing::info!(
                     store = describe,
                     failures_since_reported = failures,
                     "queue store is available again"
                 );
-                *report = Report::default();
+                report.down_logged = None;
+                report.failures = 0;
+                report.healthy_since = None;
                 Logged::Recovered { failures }
             }
             _ if logged.elapsed() >= SUMMARY_EVERY && failures > 0 => {
-                tracing::error!(store = describe, error = %self.last_error(),
+                tracing::error!(store = describe, error = %report.last_error,
                     failures_since_reported = failures,
                     "queue store still failing; refusing background submits while it fails");
                 report.down_logged = Some(Instant::now());

@@ -34,8 +34,8 @@ const IDLE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// The running checkpoint thread; stopped and joined when dropped.
 pub struct Checkpointer {
-    stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Dropping the sender stops the thread. `None` if it could not start.
+    running: Option<(Sender<()>, JoinHandle<()>)>,
 }
 
 impl Checkpointer {
@@ -77,18 +77,11 @@ impl Checkpointer {
                     }
                 }
             });
-        match thread {
-            Ok(thread) => Checkpointer {
-                stop: Some(stop),
-                thread: Some(thread),
-            },
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot start the checkpoint thread");
-                Checkpointer {
-                    stop: None,
-                    thread: None,
-                }
-            }
+        if let Err(e) = &thread {
+            tracing::warn!(error = %e, "cannot start the checkpoint thread");
+        }
+        Checkpointer {
+            running: thread.ok().map(|thread| (stop, thread)),
         }
     }
 }
@@ -103,8 +96,8 @@ fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
 
 impl Drop for Checkpointer {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
+        if let Some((stop, thread)) = self.running.take() {
+            drop(stop);
             let _ = thread.join();
         }
     }
