@@ -22,9 +22,11 @@ pub struct QueueArgs {
     /// Table in the SQLite file.
     #[arg(long, default_value = gearbox_server::store::sqlite::DEFAULT_TABLE)]
     pub libsqlite3_table: String,
-    /// FULL syncs every commit (a committed job survives a power cut); NORMAL
-    /// survives a crash of the server but not of the machine.
-    #[arg(long, default_value = "full", value_parser = parse_sync)]
+    /// NORMAL (the default) commits into the page cache: a committed job
+    /// survives a crash or kill -9 of the server, not a power cut. FULL also
+    /// syncs every commit, so it survives a power cut, at the cost of a disk
+    /// sync before each JOB_CREATED.
+    #[arg(long, default_value = "normal", value_parser = parse_sync)]
     pub libsqlite3_sync: Sync,
     /// Accepted for gearmand compatibility: gearbox always writes at submit
     /// time, in batches, so a crash loses no acknowledged job.

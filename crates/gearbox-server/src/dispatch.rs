@@ -11,6 +11,11 @@
 //! sleeps waiting for it, and reads, writes and decoding still run on every
 //! thread.
 //!
+//! For a store that commits inline (see `store::writer`), whoever lets go of
+//! the engine also commits the rows queued under it, then takes the engine
+//! once more to release the replies that waited for that commit. A lone
+//! background submit is thus read, committed and answered by one thread.
+//!
 //! Two rules keep it correct:
 //! - Whoever takes the lock runs the queue before anything else, and checks it
 //!   again after letting go; whoever queues tries the lock after queueing. So a
@@ -22,6 +27,7 @@
 //!   connections.
 
 use crate::engine::{ConnId, Engine};
+use crate::store::InlineCommits;
 use gearbox_proto::{DecodeError, Frame};
 use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
@@ -62,11 +68,13 @@ pub struct Dispatch {
     handoff: Mutex<Vec<Batch>>,
     /// True while `handoff` may be non-empty: read without its lock.
     waiting: AtomicBool,
+    inline: Option<InlineCommits>,
 }
 
 impl Dispatch {
     pub fn new(engine: Engine) -> Dispatch {
         Dispatch {
+            inline: engine.inline_commits(),
             engine: Mutex::new(engine),
             handoff: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
@@ -81,6 +89,7 @@ impl Dispatch {
         let result = f(&mut engine);
         self.unlock(engine);
         self.catch_up();
+        self.commit_inline();
         result
     }
 
@@ -99,6 +108,26 @@ impl Dispatch {
         // after it lets go, or the try in `catch_up` finds the lock free.
         fence(SeqCst);
         self.catch_up();
+        self.commit_inline();
+    }
+
+    /// Commits what the engine queued for an inline store, here, and sends
+    /// the replies that waited for it. Writes queued meanwhile, by the
+    /// batches this runs, go to the writer thread: this thread has replies of
+    /// its own to send.
+    fn commit_inline(&self) {
+        let Some(inline) = &self.inline else {
+            return;
+        };
+        let Some(committed) = inline.commit() else {
+            return;
+        };
+        let mut engine = self.lock();
+        self.run_handoffs(&mut engine);
+        engine.release_stored(committed);
+        self.unlock(engine);
+        self.catch_up();
+        inline.hand_over_rest();
     }
 
     /// Locks the engine. A panic while it was held is logged and the state used

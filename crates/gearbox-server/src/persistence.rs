@@ -4,15 +4,32 @@
 use crate::dispatch::Dispatch;
 use crate::store::{Commits, Replay};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-/// Each time the store commits, sends the JOB_CREATEDs that waited for it.
+/// How long a JOB_CREATED may wait for its commit before the submit is
+/// refused with QUEUE_ERROR instead: the stall watcher's bound, after which a
+/// store that does not answer counts as failed.
+pub const ACK_BOUND: Duration = Duration::from_secs(5);
+/// How often held replies are looked at while some wait and no commit comes.
+const EXPIRY_POLL: Duration = Duration::from_millis(250);
+
+/// Each time the writer thread commits, sends the JOB_CREATEDs that waited
+/// for it. Woken also when the store fails: from then on, while replies are
+/// held, it looks every [`EXPIRY_POLL`] for those held past [`ACK_BOUND`].
 pub async fn release_loop(dispatch: Arc<Dispatch>, commits: Arc<Commits>) {
+    let mut held = false;
     loop {
-        commits.notify.notified().await;
+        let woken = commits.notify.notified();
+        match held {
+            true => drop(tokio::time::timeout(EXPIRY_POLL, woken).await),
+            false => woken.await,
+        }
         let committed = commits.committed.load(std::sync::atomic::Ordering::SeqCst);
-        dispatch.with(|engine| engine.release_stored(committed));
+        held = dispatch.with(|engine| {
+            engine.release_stored(committed);
+            engine.expire_held(ACK_BOUND)
+        });
     }
 }
 

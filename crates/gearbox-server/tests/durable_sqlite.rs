@@ -1,6 +1,8 @@
 //! The SQLite store end to end, in process: an acknowledged job is a row on
 //! disk, a restart brings every row back as the job it was, and finished jobs
 //! leave the table. The file is read with SQLite directly, as gearmand would.
+//! The store runs with gearboxd's default, `synchronous=NORMAL`, whose commits
+//! run inline on the thread that handled the submit.
 
 mod support;
 
@@ -22,7 +24,7 @@ fn sqlite_store(path: &Path) -> Box<dyn QueueStore> {
     let backend = Sqlite::new(SqliteConfig {
         path: path.to_path_buf(),
         table: DEFAULT_TABLE.into(),
-        sync: Sync::Full,
+        sync: Sync::Normal,
     });
     Box::new(Durable::open(Box::new(backend)).expect("open sqlite store"))
 }

@@ -17,6 +17,7 @@ mod admin;
 mod arena;
 mod functions;
 mod grab;
+mod held;
 mod job_pages;
 mod jobs;
 mod status;
@@ -158,6 +159,10 @@ struct Conn {
     /// a JOB_CREATED whose row is not yet committed; everything queued after
     /// it waits too, so replies keep their order.
     hold_until: u64,
+    /// The JOB_CREATEDs in `outbox` that wait for it, and since when the
+    /// connection's replies wait (see `held`).
+    held_acks: Vec<held::HeldAck>,
+    held_since: Option<std::time::Instant>,
 }
 
 /// Connections and their outboxes, kept apart from the job tables so that a
@@ -294,6 +299,8 @@ impl Engine {
                 holding: Vec::new(),
                 attached: HashSet::default(),
                 hold_until: 0,
+                held_acks: Vec::new(),
+                held_since: None,
             },
         );
         id

@@ -1,12 +1,13 @@
-//! The engine's side of its queue store: JOB_CREATEDs held until their row
-//! is committed, and replay, where the rows an earlier run left in the store
-//! become jobs again.
+//! The engine's side of its queue store: replay, where the rows an earlier
+//! run left in the store become jobs again, a store that must be written
+//! again, and refused submits in the log. (JOB_CREATEDs held for a commit
+//! are in `held`.)
 
 use super::jobs::{coalesce_key, Job, JobState};
 use super::submit::now_epoch;
-use super::{ConnId, Engine};
+use super::Engine;
 use crate::store::StoreError;
-use crate::store::{logical_unique, Commits, Replay, Row, RowAddress};
+use crate::store::{logical_unique, Commits, InlineCommits, Replay, Row, RowAddress};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,38 +42,22 @@ impl Refusals {
 }
 
 impl Engine {
-    /// Holds `conn`'s replies, from the JOB_CREATED just queued on, until the
-    /// store has committed every row added so far.
-    pub(super) fn hold_until_stored(&mut self, conn: ConnId) {
-        let barrier = self.store.ack_barrier();
-        if barrier <= self.committed {
+    /// The store's database was replaced (the queue file deleted or swapped
+    /// while the server ran): every job it had accepted goes into the new one.
+    pub(super) fn rewrite_if_replaced(&mut self) {
+        if !self.store.take_rewrite() {
             return;
         }
-        if let Some(c) = self.conns.map.get_mut(&conn) {
-            if c.hold_until <= self.committed {
-                self.held.push(conn);
-            }
-            c.hold_until = barrier;
+        let mut jobs = 0u64;
+        for job in self.jobs.iter().filter(|j| j.background && !j.cancelled) {
+            let stored = super::work::stored(&self.functions, job.id, job);
+            self.store.rewrite(&stored);
+            jobs += 1;
         }
-    }
-
-    /// The store committed everything up to `committed`: the replies that
-    /// waited for it go out.
-    pub fn release_stored(&mut self, committed: u64) {
-        self.committed = self.committed.max(committed);
-        let committed = self.committed;
-        let conns = &mut self.conns;
-        self.held.retain(|&id| match conns.map.get(&id) {
-            Some(c) if c.hold_until > committed => true,
-            Some(c) => {
-                if !c.outbox.is_empty() {
-                    conns.dirty.push(id);
-                }
-                false
-            }
-            None => false,
-        });
-        self.flush();
+        tracing::warn!(
+            jobs,
+            "queue store replaced; every accepted job is written into it again"
+        );
     }
 
     /// Turns the store's writer off once queued writes are committed, and
@@ -82,6 +67,10 @@ impl Engine {
         if let Some(commits) = self.store.commits() {
             self.release_stored(commits.committed.load(Relaxed));
         }
+    }
+
+    pub fn inline_commits(&self) -> Option<InlineCommits> {
+        self.store.inline_commits()
     }
 
     pub fn store_commits(&self) -> Option<Arc<Commits>> {

@@ -4,6 +4,7 @@ use super::jobs::{coalesce_key, FuncId, Job, JobState, Priority, HIGH, LOW, NORM
 use super::{ConnId, Engine};
 use crate::store::{StoreError, StoredJob};
 use gearbox_proto::admin::atoi;
+use gearbox_proto::codec::HEADER_LEN;
 use gearbox_proto::{Packet, PacketType};
 
 /// gearmand refuses uniques longer than this with ARGUMENT_TOO_LARGE.
@@ -127,7 +128,7 @@ impl Engine {
         let handle = self.handle_bytes(id);
         self.conns.send(conn, PacketType::JOB_CREATED, &[&handle]);
         if s.background {
-            self.hold_until_stored(conn);
+            self.hold_until_stored(conn, id, true, HEADER_LEN + handle.len());
         } else {
             self.attach(conn, id);
         }
@@ -159,9 +160,11 @@ impl Engine {
     /// A submit that matched a live job: same handle, and a foreground submitter
     /// is attached to receive every WORK_* packet.
     fn join(&mut self, conn: ConnId, id: u64, background: bool) {
+        let mut owns_row = false;
         if background {
-            if let Err(e) = self.make_background(id) {
-                return self.conns.error(conn, "QUEUE_ERROR", &e.to_string());
+            match self.make_background(id) {
+                Ok(made) => owns_row = made,
+                Err(e) => return self.conns.error(conn, "QUEUE_ERROR", &e.to_string()),
             }
         }
         let handle = self.handle_bytes(id);
@@ -172,16 +175,17 @@ impl Engine {
         // The job's row may still be on its way to the store: joining it is
         // no more durable than submitting it.
         if self.jobs.get(id).is_some_and(|job| job.background) {
-            self.hold_until_stored(conn);
+            self.hold_until_stored(conn, id, owns_row, HEADER_LEN + handle.len());
         }
     }
 
     /// A background submitter joined a foreground job: from now on it outlives
     /// its clients, and it is persisted like any background job. If the store
     /// cannot take it, the job stays foreground and the submit is refused.
-    fn make_background(&mut self, id: u64) -> Result<(), StoreError> {
+    /// Returns whether it wrote the job's row (false: it was background).
+    fn make_background(&mut self, id: u64) -> Result<bool, StoreError> {
         let Some(job) = self.jobs.get(id).filter(|job| !job.background) else {
-            return Ok(());
+            return Ok(false);
         };
         let stored = super::work::stored(&self.functions, id, job);
         if let Err(e) = self.store.add(&stored) {
@@ -191,7 +195,7 @@ impl Engine {
         if let Some(job) = self.jobs.get_mut(id) {
             job.background = true;
         }
-        Ok(())
+        Ok(true)
     }
 
     fn attach(&mut self, conn: ConnId, id: u64) {

@@ -115,6 +115,20 @@ pub trait Backend: Send + 'static {
         self.ping().map(|()| false)
     }
 
+    /// Whether the last `connect` found a new database in place of the old
+    /// one (SQLite: another file at the path), so every accepted job must be
+    /// written again; asking clears it.
+    fn take_replaced(&mut self) -> bool {
+        false
+    }
+
+    /// Whether a commit only writes into the page cache, with no sync and no
+    /// round trip to a server, so that the thread that handled a submit may
+    /// run it itself instead of handing it to the writer thread.
+    fn commits_in_page_cache(&self) -> bool {
+        false
+    }
+
     /// Opens a reader over the rows present now, on a connection of its own.
     /// Called once, after `connect` and before any write, so rows written
     /// later by this process are not part of what it returns.

@@ -18,13 +18,12 @@
 //! [`stall`]: super::stall
 
 use super::backend::{Backend, Op, ReplaySource, Row, RowAddress, RowCheck};
-use super::health::Health;
 use super::keys::{self, natural_key};
-use super::writer::{write_loop, Pending, Shared};
+use super::writer::{write_loop, Shared};
 use super::{QueueStore, StoreError, StoredJob};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// The writer's progress, shared with the task that releases held replies.
@@ -34,6 +33,24 @@ pub struct Commits {
     pub committed: AtomicU64,
     /// Woken after each commit.
     pub notify: tokio::sync::Notify,
+}
+
+/// The handle through which the thread that let go of the engine commits the
+/// rows it queued, for a store that commits inline (see `writer`).
+#[derive(Clone)]
+pub struct InlineCommits(Arc<Shared>);
+
+impl InlineCommits {
+    /// Commits what is pending here if nobody else is committing; the number
+    /// of the last write committed, to release the replies that waited for it.
+    pub fn commit(&self) -> Option<u64> {
+        self.0.commit_here()
+    }
+
+    /// Passes writes queued since the commit to the writer thread.
+    pub fn hand_over_rest(&self) {
+        self.0.hand_over_rest()
+    }
 }
 
 /// The rows of an earlier run, read on a thread of the server's choosing.
@@ -97,17 +114,12 @@ impl Durable {
         let log_base = backend.log_base();
         let source = backend.open_replay()?;
         let run = keys::new_run_number();
-        let shared = Arc::new(Shared {
-            pending: Mutex::new(Pending::default()),
-            wake: Condvar::new(),
-            health: Health::default(),
-            commits: Arc::new(Commits::default()),
-        });
+        let shared = Arc::new(Shared::new(backend));
         let writer = {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("gearbox-store".into())
-                .spawn(move || write_loop(&shared, backend))
+                .spawn(move || write_loop(&shared))
                 .map_err(|e| StoreError(format!("cannot start the store writer: {e}")))?
         };
         Ok(Durable {
@@ -135,7 +147,9 @@ impl Durable {
         let was_empty = pending.ops.is_empty();
         pending.ops.push(op);
         drop(pending);
-        if was_empty {
+        // Inline commits are made by whoever lets go of the engine next
+        // (`InlineCommits`), so only the other stores wake their writer.
+        if was_empty && !self.shared.inline {
             self.shared.wake.notify_one();
         }
         number
@@ -196,12 +210,41 @@ impl QueueStore for Durable {
         });
     }
 
+    fn take_rewrite(&mut self) -> bool {
+        self.shared
+            .rewrite
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn rewrite(&mut self, job: &StoredJob<'_>) {
+        let RowAddress { key, position } = self.address_of(job);
+        self.queue(Op::Put(Row {
+            key,
+            function: job.function.to_vec(),
+            priority: job.priority,
+            data: job.data.to_vec(),
+            when: job.when,
+            position,
+        }));
+    }
+
+    fn failure(&self) -> Option<String> {
+        let health = &self.shared.health;
+        (!health.is_healthy()).then(|| health.last_error())
+    }
+
     fn ack_barrier(&self) -> u64 {
         self.last_put
     }
 
     fn commits(&self) -> Option<Arc<Commits>> {
         Some(self.shared.commits.clone())
+    }
+
+    fn inline_commits(&self) -> Option<InlineCommits> {
+        self.shared
+            .inline
+            .then(|| InlineCommits(self.shared.clone()))
     }
 
     fn take_replay(&mut self) -> Option<Replay> {

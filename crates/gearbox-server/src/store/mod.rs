@@ -22,7 +22,7 @@ mod stall;
 mod writer;
 
 pub use backend::{Backend, Op, ReplaySource, Row, RowAddress};
-pub use durable::{Commits, Durable, Replay};
+pub use durable::{Commits, Durable, InlineCommits, Replay};
 pub use keys::logical_unique;
 
 use std::sync::Arc;
@@ -65,6 +65,21 @@ pub trait QueueStore: Send {
     /// The job ended and must not be replayed.
     fn remove(&mut self, job: &StoredJob<'_>);
 
+    /// Whether the database was replaced by a new one (a new file at the
+    /// SQLite path), so every accepted job must be written again with
+    /// [`rewrite`](Self::rewrite); asking clears it.
+    fn take_rewrite(&mut self) -> bool {
+        false
+    }
+
+    /// Writes the row of a job accepted earlier again, where it belongs.
+    fn rewrite(&mut self, _job: &StoredJob<'_>) {}
+
+    /// Why the store is failing, while it is.
+    fn failure(&self) -> Option<String> {
+        None
+    }
+
     /// The commit number that must be reached (see [`Commits`]) before an
     /// acknowledgement of anything added so far may leave. 0: nothing to wait
     /// for, as with a store that keeps nothing.
@@ -74,6 +89,12 @@ pub trait QueueStore: Send {
 
     /// Where the store announces its commits, if it defers them.
     fn commits(&self) -> Option<Arc<Commits>> {
+        None
+    }
+
+    /// For a store whose commits may run on the thread that let go of the
+    /// engine: the handle to run them with.
+    fn inline_commits(&self) -> Option<InlineCommits> {
         None
     }
 

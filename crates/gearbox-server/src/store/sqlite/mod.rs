@@ -38,6 +38,7 @@
 
 mod checkpoint;
 mod compact;
+mod guard;
 mod log_row;
 mod replay;
 
@@ -81,6 +82,10 @@ pub struct Sqlite {
     checkpointer: Option<checkpoint::Checkpointer>,
     /// No compaction before this, after one failed.
     compact_after: Option<Instant>,
+    /// The lock on the file, and the file the path must still name.
+    guard: Option<guard::FileGuard>,
+    /// A new file took the place of the old one: see [`Backend::take_replaced`].
+    replaced: bool,
 }
 
 /// The quoted names of the two tables.
@@ -98,7 +103,46 @@ impl Sqlite {
             base: None,
             checkpointer: None,
             compact_after: None,
+            guard: None,
+            replaced: false,
         }
+    }
+
+    /// Keeps the lock on the file the path names. The first time, and when a
+    /// new file took the old one's place, locks it (see `guard`); a file that
+    /// is there but cannot be written is an error until it can.
+    fn guard_path(&mut self) -> Result<(), StoreError> {
+        if let Some(guard) = self.guard.as_mut() {
+            match guard.check() {
+                Ok(()) => return Ok(()),
+                Err(fault @ guard::Fault::Unwritable(_)) => return Err(fault.into_error()),
+                Err(_) => {}
+            }
+        }
+        let guard = guard::FileGuard::acquire(&self.config.path)?;
+        if let Some(old) = self.guard.replace(guard) {
+            tracing::warn!(path = %self.config.path.display(), old = ?old.identity(),
+                "a new queue file is at the path; every accepted job is written into it again");
+            self.replaced = true;
+            self.conn = None;
+            // The checkpoint connection still has the old file open.
+            self.checkpointer = None;
+        }
+        Ok(())
+    }
+
+    /// Before a commit (at most every 100 ms) and at every upkeep: the path
+    /// must still name the locked file, and it must be writable.
+    fn check_path(&mut self, always: bool) -> Result<(), StoreError> {
+        let guard = self
+            .guard
+            .as_mut()
+            .ok_or_else(|| StoreError("sqlite: not connected".into()))?;
+        match always {
+            true => guard.check(),
+            false => guard.check_due(),
+        }
+        .map_err(guard::Fault::into_error)
     }
 
     fn tables(&self) -> Tables {
@@ -159,7 +203,12 @@ impl Backend for Sqlite {
     }
 
     fn connect(&mut self) -> Result<(), StoreError> {
+        let first = self.guard.is_none();
+        self.guard_path()?;
         let conn = Connection::open(&self.config.path).map_err(|e| error("open", e))?;
+        if first {
+            check_at_start(&conn, &self.config.path)?;
+        }
         let synchronous = match self.config.sync {
             Sync::Full => "FULL",
             Sync::Normal => "NORMAL",
@@ -213,7 +262,13 @@ impl Backend for Sqlite {
         self.base
     }
 
+    /// NORMAL commits write the WAL without a sync: a few µs to tens of µs.
+    fn commits_in_page_cache(&self) -> bool {
+        self.config.sync == Sync::Normal
+    }
+
     fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        self.check_path(false)?;
         let tables = self.tables();
         let conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| error("begin", e))?;
@@ -221,7 +276,12 @@ impl Backend for Sqlite {
         tx.commit().map_err(|e| error("commit", e))
     }
 
+    fn take_replaced(&mut self) -> bool {
+        std::mem::take(&mut self.replaced)
+    }
+
     fn ping(&mut self) -> Result<(), StoreError> {
+        self.check_path(true)?;
         self.conn()?
             .query_row("SELECT 1", [], |_| Ok(()))
             .map_err(|e| error("ping", e))
@@ -231,6 +291,7 @@ impl Backend for Sqlite {
     /// in rowid order (so the table's own rowid order stays FIFO). Once the
     /// log is empty, compacts a file that is mostly free (`compact.rs`).
     fn tidy(&mut self) -> Result<bool, StoreError> {
+        self.check_path(true)?;
         let tables = self.tables();
         let conn = self.conn()?;
         let tx = conn.transaction().map_err(|e| error("begin", e))?;
@@ -262,6 +323,30 @@ impl Backend for Sqlite {
             &self.tables(),
             before,
         )?))
+    }
+}
+
+/// A file SQLite opened read-only, or one that is damaged, must stop the
+/// start: replaying its jobs and then refusing every submit helps nobody.
+fn check_at_start(conn: &Connection, path: &std::path::Path) -> Result<(), StoreError> {
+    let shown = path.display();
+    if conn
+        .is_readonly(rusqlite::DatabaseName::Main)
+        .unwrap_or(false)
+    {
+        return Err(StoreError(format!(
+            "the queue file {shown} can only be opened read-only"
+        )));
+    }
+    let verdict: Result<String, _> = conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+    match verdict {
+        Ok(ok) if ok == "ok" => Ok(()),
+        Ok(problem) => Err(StoreError(format!(
+            "the queue file {shown} is damaged (quick_check: {problem});              move it aside and restore it from a backup, or start with a new file"
+        ))),
+        Err(e) => Err(StoreError(format!(
+            "the queue file {shown} is not a readable SQLite database ({e});              move it aside and restore it from a backup, or start with a new file"
+        ))),
     }
 }
 
