@@ -76,6 +76,11 @@ struct worker {
   long submitted; /* tasks handed to run_tasks successfully */
   atomic_long created; /* JOB_CREATED seen by the created callback */
   int stopped_by_duration;
+  /* Seconds each run_tasks batch took (add_task_background x B, then
+     run_tasks until every JOB_CREATED is in): what a PHP page that submits
+     B background jobs waits for. */
+  double *batch_s;
+  long batches;
   char error[512];
 };
 
@@ -211,6 +216,7 @@ static void *run_client(void *arg) {
     long n = w->quota - w->submitted;
     if (n > o.batch)
       n = o.batch;
+    double batch_start = now_s();
     for (long i = 0; i < n; i++) {
       gearman_task_st *t = gearman_client_add_task_background(
           c, NULL, w, o.function, NULL, payload, (size_t)o.payload, &ret);
@@ -229,10 +235,47 @@ static void *run_client(void *arg) {
       break;
     }
     w->submitted += n;
+    w->batch_s[w->batches++] = now_s() - batch_start;
   }
   gearman_client_free(c);
   finish(w);
   return NULL;
+}
+
+static void fig(const char *k, double v);
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* batch_p50_us, batch_p99_us, batch_p999_us: exact percentiles over every
+   client's batches (nearest rank). */
+static void batch_percentiles(void) {
+  long total = 0;
+  for (long i = 0; i < o.clients; i++)
+    total += workers[i].batches;
+  if (total == 0)
+    return;
+  double *all = malloc(sizeof(double) * (size_t)total);
+  if (!all)
+    return;
+  long k = 0;
+  for (long i = 0; i < o.clients; i++)
+    for (long j = 0; j < workers[i].batches; j++)
+      all[k++] = workers[i].batch_s[j];
+  qsort(all, (size_t)total, sizeof(double), cmp_double);
+  const char *names[] = {"batch_p50_us", "batch_p99_us", "batch_p999_us"};
+  const double ranks[] = {0.50, 0.99, 0.999};
+  for (int i = 0; i < 3; i++) {
+    long at = (long)(ranks[i] * (double)total + 0.999999) - 1;
+    if (at < 0)
+      at = 0;
+    if (at >= total)
+      at = total - 1;
+    fig(names[i], all[at] * 1e6);
+  }
+  free(all);
 }
 
 /* Admin `status` total for the function; -1 if it cannot be read. */
@@ -463,6 +506,11 @@ int main(int argc, char **argv) {
   for (long i = 0; i < o.clients; i++) {
     workers[i].index = i;
     workers[i].quota = o.jobs / o.clients + (i < o.jobs % o.clients ? 1 : 0);
+    workers[i].batch_s = calloc((size_t)(workers[i].quota / o.batch + 2), sizeof(double));
+    if (!workers[i].batch_s) {
+      fprintf(stderr, "libgearman_submit: out of memory\n");
+      return 2;
+    }
     atomic_init(&workers[i].created, 0);
     if (pthread_create(&workers[i].thread, NULL, run_client, &workers[i]) != 0) {
       fprintf(stderr, "libgearman_submit: pthread_create failed\n");
@@ -536,6 +584,7 @@ int main(int argc, char **argv) {
   long rss = server_rss_kib();
   if (rss >= 0)
     fig("server_rss_queued_kib", (double)rss);
+  batch_percentiles();
 
   const char *anomalies[4];
   int nanom = 0;

@@ -416,3 +416,56 @@ pub fn specs(quick: bool) -> Vec<Spec> {
         },
     ]
 }
+
+/// The scenarios of `compare --defaults`: a local background submit one at a
+/// time (TCP, and gearbox's unix socket against gearmand's TCP), by 8
+/// clients one at a time, pipelined, and batched through libgearman, each
+/// with its latency percentiles.
+pub fn defaults_specs(quick: bool) -> Vec<Spec> {
+    let ids = [
+        "latency-tcp",
+        "latency-unix",
+        "submit-bg-w1",
+        "submit-bg-uuid",
+        "submit-bg-libgearman",
+    ];
+    let latency = |what: &str| {
+        vec![
+            row("p50_us", format!("p50 {what}, µs"), Better::Lower, 1),
+            row("p99_us", format!("p99 {what}, µs"), Better::Lower, 1),
+            row("p999_us", format!("p99.9 {what}, µs"), Better::Lower, 1),
+        ]
+    };
+    let mut out: Vec<Spec> = specs(quick)
+        .into_iter()
+        .filter(|s| ids.contains(&s.id))
+        .collect();
+    for spec in &mut out {
+        spec.vs_gearmand_t1 = false;
+        match spec.id {
+            "submit-bg-w1" | "submit-bg-uuid" => {
+                spec.args.push("--latency".into());
+                let mut rows = latency("submit→JOB_CREATED");
+                rows.append(&mut spec.rows);
+                spec.rows = rows;
+            }
+            "submit-bg-libgearman" => {
+                let mut rows: Vec<Row> = latency("batch of 100 (add_task × 100 + run_tasks)")
+                    .into_iter()
+                    .map(|mut r| {
+                        r.key = match r.key {
+                            "p50_us" => "batch_p50_us",
+                            "p99_us" => "batch_p99_us",
+                            _ => "batch_p999_us",
+                        };
+                        r
+                    })
+                    .collect();
+                rows.append(&mut spec.rows);
+                spec.rows = rows;
+            }
+            _ => {}
+        }
+    }
+    out
+}

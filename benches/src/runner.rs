@@ -22,10 +22,24 @@ pub fn gearmand_command(
     pidfile: &Path,
     out: &Path,
 ) -> Result<Command, String> {
-    let mut cmd = Command::new(gearmand);
+    let mut cmd = gearmand_default_command(gearmand, port, log, pidfile, out)?;
     cmd.arg("-t")
         .arg(threads.to_string())
-        .args(["--hashtable-buckets", "1000003", "-p"])
+        .args(["--hashtable-buckets", "1000003"]);
+    Ok(cmd)
+}
+
+/// gearmand as a site runs it with no tuning: only where it listens and
+/// logs (its defaults: 4 threads, in-memory queue).
+pub fn gearmand_default_command(
+    gearmand: &str,
+    port: u16,
+    log: &Path,
+    pidfile: &Path,
+    out: &Path,
+) -> Result<Command, String> {
+    let mut cmd = Command::new(gearmand);
+    cmd.arg("-p")
         .arg(port.to_string())
         .args(["-L", "127.0.0.1", "-l"])
         .arg(log)

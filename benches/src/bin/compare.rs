@@ -7,14 +7,14 @@
 //! alternate, and which goes first alternates between runs.
 
 use clap::Parser;
-use gearbox_benches::compare_specs::{specs, Better, Kind, Program, Spec};
+use gearbox_benches::compare_specs::{defaults_specs, specs, Better, Kind, Program, Spec};
 use gearbox_benches::harness::{
     command_output, fmt_num, free_port, machine_facts, median, outside_load_summary,
     run_log_section, Meter, RunLog,
 };
 use gearbox_benches::runner::{
-    binaries_present, gearmand_command, log_to, scratch_dir, terminate, wait_ready, Finish,
-    LoadOutcome, LoadRun,
+    binaries_present, gearmand_command, gearmand_default_command, log_to, scratch_dir, terminate,
+    wait_ready, Finish, LoadOutcome, LoadRun,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -51,6 +51,12 @@ struct Args {
     /// server, limits the rate. A uuidd already running is used either way.
     #[arg(long)]
     no_uuidd: bool,
+    /// Both servers as a site starts them, with no flags beyond where they
+    /// listen and log: gearmand in memory with its 4 threads, gearboxd with its
+    /// durable SQLite store (a fresh file per run). Runs the submit
+    /// scenarios only and writes benches/RESULTS-defaults.md.
+    #[arg(long)]
+    defaults: bool,
     /// Keep the scratch directory (server logs, raw JSON) even on success.
     #[arg(long)]
     keep: bool,
@@ -145,6 +151,15 @@ impl Server {
         let mut cmd;
         let mut unix = None;
         match kind {
+            Kind::Gearmand if args.defaults => {
+                cmd = gearmand_default_command(
+                    &args.gearmand,
+                    port,
+                    &log,
+                    &dir.join(format!("gearmand-{seq}.pid")),
+                    &dir.join(format!("gearmand-{seq}.out")),
+                )?;
+            }
             Kind::Gearmand | Kind::GearmandT1 => {
                 cmd = gearmand_command(
                     &args.gearmand,
@@ -162,8 +177,16 @@ impl Server {
                     .arg(port.to_string())
                     .args(["-L", "127.0.0.1", "--unix"])
                     .arg(&sock)
+                    .args(["-l", "stderr"]);
+                if args.defaults {
+                    // Its default store: ./gearboxd-queue.sqlite3, new each run.
+                    let home = dir.join(format!("gearbox-{seq}"));
+                    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
+                    cmd.current_dir(home);
+                } else {
                     // In memory, as gearmand runs here.
-                    .args(["-l", "stderr", "-q", "builtin"]);
+                    cmd.args(["-q", "builtin"]);
+                }
                 log_to(&mut cmd, &log)?;
                 unix = Some(sock);
             }
@@ -260,10 +283,15 @@ fn report(
 ) -> String {
     let mut md = String::new();
     let date = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
-    let _ = writeln!(md, "# gearbox vs gearmand: load benchmarks\n");
+    let title = match args.defaults {
+        true => "# gearbox vs gearmand as they start with no flags: submits\n",
+        false => "# gearbox vs gearmand: load benchmarks\n",
+    };
+    let _ = writeln!(md, "{title}");
     let _ = writeln!(
         md,
-        "Produced by `benches/compare{}` on {date}; wall time {}m{:02}s. Each figure is the median of {n_runs} run(s) per server; see benches/README.md for what each scenario measures.\n",
+        "Produced by `benches/compare{}{}` on {date}; wall time {}m{:02}s. Each figure is the median of {n_runs} run(s) per server; see benches/README.md for what each scenario measures.\n",
+        if args.defaults { " --defaults" } else { "" },
         if args.quick { " --quick" } else { "" },
         wall.as_secs() / 60,
         wall.as_secs() % 60
@@ -272,7 +300,18 @@ fn report(
     for (k, v) in facts {
         let _ = writeln!(md, "| {k} | {v} |");
     }
-    let _ = writeln!(
+    if args.defaults {
+        let _ = writeln!(
+            md,
+            "\n## Setup\n\n\
+             - gearmand: `gearmand -p PORT -L 127.0.0.1 -l LOG -P PIDFILE`: its defaults, 4 threads and the in-memory queue.\n\
+             - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr`, run in a new directory each run: its defaults, the durable SQLite store in `./gearboxd-queue.sqlite3` with `synchronous=NORMAL` (a JOB_CREATED leaves once its row is committed; survives kill -9).\n\
+             - Every run starts a fresh server on a free loopback port; the servers take turns, and which goes first rotates between runs. The load generator shares the {} cores with the server.\n\
+             - Latency is from the send of a submit to its JOB_CREATED; for libgearman, of a batch (100 × add_task_background, then run_tasks until every JOB_CREATED is in).\n",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        );
+    } else {
+        let _ = writeln!(
         md,
         "\n## Setup\n\n\
          - gearmand: `gearmand -t 4 --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (foreground child). The targets are set against it.\n\
@@ -285,6 +324,7 @@ fn report(
          - gearbox/gearmand above 1 is better for gearbox where higher is better (rates) and worse where lower is better (latency, memory).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    }
     let _ = writeln!(md, "{}", outside_load_summary(log));
     let _ = writeln!(
         md,
@@ -502,7 +542,11 @@ fn main() -> ExitCode {
     let started = Instant::now();
     let n_runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let mut problems = Vec::new();
-    let specs: Vec<Spec> = specs(args.quick)
+    let all = match args.defaults {
+        true => defaults_specs(args.quick),
+        false => specs(args.quick),
+    };
+    let specs: Vec<Spec> = all
         .into_iter()
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| s.id.contains(o.as_str())))
         .filter(|s| {
@@ -615,7 +659,10 @@ fn main() -> ExitCode {
         program: "compare",
         md: &md,
         out: args.out.clone(),
-        default_out: "benches/RESULTS.md",
+        default_out: match args.defaults {
+            true => "benches/RESULTS-defaults.md",
+            false => "benches/RESULTS.md",
+        },
         quick: args.quick,
         keep: args.keep,
         started,

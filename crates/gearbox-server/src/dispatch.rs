@@ -29,7 +29,8 @@
 use crate::engine::{ConnId, Engine};
 use crate::store::InlineCommits;
 use gearbox_proto::{DecodeError, Frame};
-use std::sync::atomic::{fence, AtomicBool, Ordering::SeqCst};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{fence, AtomicBool};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use tokio::sync::Notify;
 
@@ -69,6 +70,9 @@ pub struct Dispatch {
     /// True while `handoff` may be non-empty: read without its lock.
     waiting: AtomicBool,
     inline: Option<InlineCommits>,
+    /// Whether the thread that lets go of the engine commits, as of the
+    /// last unlock: see [`commit_inline`](Self::commit_inline).
+    commit_here: AtomicBool,
 }
 
 impl Dispatch {
@@ -78,6 +82,7 @@ impl Dispatch {
             engine: Mutex::new(engine),
             handoff: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
+            commit_here: AtomicBool::new(true),
         }
     }
 
@@ -112,13 +117,21 @@ impl Dispatch {
     }
 
     /// Commits what the engine queued for an inline store, here, and sends
-    /// the replies that waited for it. Writes queued meanwhile, by the
-    /// batches this runs, go to the writer thread: this thread has replies of
-    /// its own to send.
+    /// the replies that waited for it, while one connection alone submits
+    /// background jobs. While several do, the writer thread commits for
+    /// them all: it batches their rows while both cores go on serving, where
+    /// a runtime thread committing each one serves nobody meanwhile and
+    /// commits one row at a time. Measured with one-at-a-time clients on the
+    /// 2-core VM: 1 client 21k jobs/s inline, 13k through the writer; 8
+    /// clients 24k inline (1.0 row per commit), 39–50k through the writer.
+    /// Rows queued while an inline commit ran go to the writer thread too.
     fn commit_inline(&self) {
         let Some(inline) = &self.inline else {
             return;
         };
+        if !self.commit_here.load(Relaxed) {
+            return inline.hand_over_rest();
+        }
         let Some(committed) = inline.commit() else {
             return;
         };
@@ -143,6 +156,7 @@ impl Dispatch {
     /// lock. Callers then `catch_up` with what was queued meanwhile.
     fn unlock(&self, mut engine: MutexGuard<'_, Engine>) {
         engine.flush();
+        self.commit_here.store(engine.submits_alone(), Relaxed);
         drop(engine);
         fence(SeqCst);
     }

@@ -19,6 +19,30 @@ use gearbox_proto::PacketType;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+/// How long a connection must have been the only one to submit background
+/// jobs before its commits run inline again.
+const ALONE_AFTER: Duration = Duration::from_millis(1);
+
+/// Which connections submit background jobs: enough to tell one alone from
+/// several at once.
+#[derive(Default)]
+pub(super) struct Submitters {
+    last: ConnId,
+    /// When a submit last came from another connection than the one before.
+    mixed_at: Option<Instant>,
+}
+
+impl Submitters {
+    fn note(&mut self, conn: ConnId) {
+        if conn != self.last {
+            if self.last != 0 {
+                self.mixed_at = Some(Instant::now());
+            }
+            self.last = conn;
+        }
+    }
+}
+
 /// A JOB_CREATED waiting in a held outbox.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct HeldAck {
@@ -46,6 +70,7 @@ impl Engine {
         if barrier <= self.committed {
             return;
         }
+        self.submitters.note(conn);
         let Some(c) = self.conns.map.get_mut(&conn) else {
             return;
         };
@@ -61,6 +86,17 @@ impl Engine {
             job,
             owns_row,
         });
+    }
+
+    /// Whether one connection alone submits background jobs just now, so
+    /// the thread that handled its submit had best commit it itself: there
+    /// is nobody to share a commit with (see `Dispatch::commit_inline`).
+    pub fn submits_alone(&self) -> bool {
+        self.held.len() <= 1
+            && self
+                .submitters
+                .mixed_at
+                .is_none_or(|at| at.elapsed() >= ALONE_AFTER)
     }
 
     /// The store committed everything up to `committed`: the replies that

@@ -231,6 +231,7 @@ pub struct Engine {
     committed: u64,
     /// Connections whose replies wait for a store commit.
     held: Vec<ConnId>,
+    submitters: held::Submitters,
     /// Background submits the store refused, for the log.
     refusals: store::Refusals,
 }
@@ -270,6 +271,7 @@ impl Engine {
             signals,
             committed: 0,
             held: Vec::new(),
+            submitters: held::Submitters::default(),
             refusals: store::Refusals::default(),
         }
     }
