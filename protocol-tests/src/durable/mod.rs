@@ -14,10 +14,12 @@
 
 mod full_disk;
 mod paused;
+mod safety;
 mod stores;
 
 pub use full_disk::*;
 pub use paused::*;
+pub use safety::*;
 pub use stores::*;
 
 use std::collections::{BTreeMap, BTreeSet};

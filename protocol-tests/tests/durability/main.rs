@@ -33,4 +33,5 @@ mod disk_space;
 mod interop;
 mod outage;
 mod restart;
+mod store_safety;
 mod uniques;

@@ -30,7 +30,11 @@ pub struct FileGuard {
     _lock: File,
     /// (device, inode) of the locked file.
     identity: (u64, u64),
-    checked: Instant,
+    /// When a check last passed; `None` after a failed one, so that every
+    /// commit checks until one passes (otherwise the commit that follows a
+    /// reconnect's failed check skipped it and went, through the old
+    /// connection, into a file that had lost its name).
+    checked: Option<Instant>,
 }
 
 /// Why the path no longer serves.
@@ -104,7 +108,7 @@ impl FileGuard {
             path: path.to_path_buf(),
             _lock: file,
             identity,
-            checked: Instant::now(),
+            checked: Some(Instant::now()),
         })
     }
 
@@ -114,7 +118,12 @@ impl FileGuard {
 
     /// Whether the path still names the locked file, and it can be written.
     pub fn check(&mut self) -> Result<(), Fault> {
-        self.checked = Instant::now();
+        let result = self.check_now();
+        self.checked = result.is_ok().then(Instant::now);
+        result
+    }
+
+    fn check_now(&self) -> Result<(), Fault> {
         let shown = self.path.display();
         let meta = match std::fs::metadata(&self.path) {
             Ok(meta) => meta,
@@ -141,9 +150,9 @@ impl FileGuard {
         })
     }
 
-    /// [`check`](Self::check), at most every [`CHECK_EVERY`].
+    /// [`check`](Self::check), at most every [`CHECK_EVERY`] while checks pass.
     pub fn check_due(&mut self) -> Result<(), Fault> {
-        if self.checked.elapsed() < CHECK_EVERY {
+        if self.checked.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
             return Ok(());
         }
         self.check()
@@ -237,6 +246,8 @@ mod tests {
         assert!(matches!(first.check(), Err(Fault::Gone(_))));
         std::fs::write(&path, b"").unwrap();
         assert!(matches!(first.check(), Err(Fault::Replaced(_))));
+        // A failed check does not excuse the next commit from checking.
+        assert!(matches!(first.check_due(), Err(Fault::Replaced(_))));
         drop(first);
         std::fs::remove_dir_all(&dir).unwrap();
     }

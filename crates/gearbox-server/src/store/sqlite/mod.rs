@@ -342,10 +342,12 @@ fn check_at_start(conn: &Connection, path: &std::path::Path) -> Result<(), Store
     match verdict {
         Ok(ok) if ok == "ok" => Ok(()),
         Ok(problem) => Err(StoreError(format!(
-            "the queue file {shown} is damaged (quick_check: {problem});              move it aside and restore it from a backup, or start with a new file"
+            "the queue file {shown} is damaged (quick_check: {problem}); \
+             move it aside and restore it from a backup, or start with a new file"
         ))),
         Err(e) => Err(StoreError(format!(
-            "the queue file {shown} is not a readable SQLite database ({e});              move it aside and restore it from a backup, or start with a new file"
+            "the queue file {shown} is not a readable SQLite database ({e}); \
+             move it aside and restore it from a backup, or start with a new file"
         ))),
     }
 }
