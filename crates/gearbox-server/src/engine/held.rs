@@ -88,11 +88,13 @@ impl Engine {
         });
     }
 
-    /// Whether one connection alone submits background jobs just now, so
-    /// the thread that handled its submit had best commit it itself: there
-    /// is nobody to share a commit with (see `Dispatch::commit_inline`).
+    /// Whether one connection alone waits for a commit and alone submits
+    /// background jobs just now, so the thread that handled its submit had
+    /// best commit it itself: there is nobody to share a commit with (see
+    /// `Dispatch::commit_inline`). Rows nobody waits for (the deletes of
+    /// finished jobs) are left to the writer thread, which batches them.
     pub fn submits_alone(&self) -> bool {
-        self.held.len() <= 1
+        self.held.len() == 1
             && self
                 .submitters
                 .mixed_at
