@@ -141,10 +141,18 @@ fn drain(source: &mut dyn ReplaySource) -> Vec<Row> {
     }
 }
 
-/// What a freshly started server would replay.
+/// What a freshly started server would replay, read by a backend of its
+/// own: only where no other backend holds the table (PostgreSQL allows one
+/// server per table, and refuses a second one's connect).
 fn replay(mut backend: impl Backend) -> Vec<Row> {
     backend.connect().expect("connect");
-    let mut source = backend.open_replay().expect("open replay");
+    replay_from(&mut backend)
+}
+
+/// What a freshly started server would replay, read by the writer itself
+/// (on a connection of its own), which holds the table.
+fn replay_from(writer: &mut impl Backend) -> Vec<Row> {
+    let mut source = writer.open_replay().expect("open replay");
     drain(source.as_mut())
 }
 
@@ -172,7 +180,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
     let c = row(b"c", b"resize-image", 2, b"third", 1_700_000_000);
     writer.write(&[put(&a), put(&b), put(&c)]).unwrap();
     assert_eq!(
-        in_order(replay(backend()), fifo),
+        in_order(replay_from(&mut writer), fifo),
         in_order(vec![a.clone(), b.clone(), c.clone()], fifo)
     );
 
@@ -180,7 +188,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
     writer.write(&[delete(b"b", b"reverse")]).unwrap();
     writer.write(&[]).unwrap();
     assert_eq!(
-        in_order(replay(backend()), fifo),
+        in_order(replay_from(&mut writer), fifo),
         in_order(vec![a.clone(), c.clone()], fifo)
     );
 
@@ -189,7 +197,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
     let a2 = row(b"a", b"reverse", 0, b"replaced", 1_800_000_000);
     writer.write(&[put(&a2)]).unwrap();
     assert_eq!(
-        in_order(replay(backend()), fifo),
+        in_order(replay_from(&mut writer), fifo),
         in_order(vec![c.clone(), a2.clone()], fifo)
     );
     // The same unique under another function is another row.
@@ -209,7 +217,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
         ])
         .unwrap();
     assert_eq!(
-        in_order(replay(backend()), fifo),
+        in_order(replay_from(&mut writer), fifo),
         in_order(vec![a2.clone(), a_other.clone(), d2.clone()], fifo)
     );
     writer
@@ -219,7 +227,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
             delete(b"d", b"reverse"),
         ])
         .unwrap();
-    assert_eq!(replay(backend()), Vec::new());
+    assert_eq!(replay_from(&mut writer), Vec::new());
 
     // Anonymous keys (46 and 47 bytes), every byte value in a payload, an
     // empty payload, and a payload of 1 MiB.
@@ -237,7 +245,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
         .write(&anon.iter().map(put).collect::<Vec<_>>())
         .unwrap();
     assert_eq!(
-        in_order(replay(backend()), fifo),
+        in_order(replay_from(&mut writer), fifo),
         in_order(anon.to_vec(), fifo)
     );
     writer
@@ -248,7 +256,7 @@ fn round_trip<B: Backend>(backend: impl Fn() -> B, fifo: bool) {
                 .collect::<Vec<_>>(),
         )
         .unwrap();
-    assert_eq!(replay(backend()), Vec::new());
+    assert_eq!(replay_from(&mut writer), Vec::new());
     writer.ping().expect("ping");
 }
 
@@ -281,9 +289,7 @@ fn big_batch<B: Backend>(name: &str, backend: impl Fn() -> B, fifo: bool) {
     );
 
     // Open the replay, then write more: new rows and a replacement.
-    let mut reader = backend();
-    reader.connect().expect("connect reader");
-    let mut source = reader.open_replay().expect("open replay");
+    let mut source = writer.open_replay().expect("open replay");
     let later: Vec<Op> = (0..100)
         .map(|i| put(&row(format!("later-{i}").as_bytes(), b"f0", 1, b"late", 0)))
         .collect();
@@ -323,7 +329,7 @@ fn big_batch<B: Backend>(name: &str, backend: impl Fn() -> B, fifo: bool) {
         took.as_secs_f64() * 1e3,
         N as f64 / took.as_secs_f64()
     );
-    assert_eq!(replay(backend()).len(), 100);
+    assert_eq!(replay_from(&mut writer).len(), 100);
 }
 
 /// Mixed batches as a busy server makes them: each job's put and, for most,
@@ -358,7 +364,7 @@ fn mixed_batches<B: Backend>(name: &str, backend: impl Fn() -> B) {
         took.as_secs_f64() * 1e3,
         written as f64 / took.as_secs_f64()
     );
-    assert_eq!(replay(backend()).len(), 1000);
+    assert_eq!(replay_from(&mut writer).len(), 1000);
 }
 
 /// Takes the server down: every call of the writer fails, and at once. Then
@@ -540,7 +546,7 @@ fn postgres_leaves_out_rows_it_cannot_hold() {
             delete(b"\xff", b"f"),
         ])
         .expect("the storable rows are written");
-    assert_eq!(replay(server.backend(DEFAULT_TABLE)), vec![good]);
+    assert_eq!(replay_from(&mut writer), vec![good]);
 }
 
 #[test]
@@ -557,7 +563,7 @@ fn postgres_outage_fails_fast_and_recovers() {
         let mut client = server.client();
         client
             .query_one(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = 'gearboxd'",
+                "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'gearboxd pid %'",
                 &[],
             )
             .unwrap()
@@ -590,7 +596,31 @@ fn postgres_outage_fails_fast_and_recovers() {
     writer.connect().unwrap();
 
     let after = down_and_back(&mut server, &mut writer);
-    assert_eq!(replay(server.backend(DEFAULT_TABLE)), vec![before, after]);
+    assert_eq!(replay_from(&mut writer), vec![before, after]);
+}
+
+/// One server per table: a second backend on the table is refused at
+/// connect (after a short wait: in this one process it counts as an earlier
+/// session of the same server); another table is not; once the first is
+/// gone, the table is free.
+#[test]
+fn postgres_allows_one_server_per_table() {
+    let server = start_postgres();
+    let mut first = server.backend(DEFAULT_TABLE);
+    first.connect().unwrap();
+    let refused = server.backend(DEFAULT_TABLE).connect().unwrap_err();
+    assert!(
+        refused
+            .0
+            .contains("holds the lock of table \"public\".\"queue\""),
+        "{refused}"
+    );
+    server.backend("other").connect().expect("another table");
+    drop(first);
+    server
+        .backend(DEFAULT_TABLE)
+        .connect()
+        .expect("the table once its owner is gone");
 }
 
 // ---------------------------------------------------------------------------

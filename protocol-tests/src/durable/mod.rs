@@ -9,15 +9,18 @@
 //!   rows in it, read straight from the database.
 //! * [`kill_server`] / [`terminate_server`]: SIGKILL / SIGTERM to a [`TestServer`]'s
 //!   own child.
+//! * [`launch`]: a gearboxd that may refuse to start (a store another server owns).
 //!
 //! Every wait is bounded; every process started here is ours and is stopped on drop.
 
 mod full_disk;
+mod owner;
 mod paused;
 mod safety;
 mod stores;
 
 pub use full_disk::*;
+pub use owner::*;
 pub use paused::*;
 pub use safety::*;
 pub use stores::*;

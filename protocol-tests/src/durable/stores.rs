@@ -383,6 +383,19 @@ impl QueueStore for PostgresInstance {
     }
 }
 
+impl PostgresInstance {
+    /// Runs `sql` with psql and returns its unaligned output, a line per row.
+    pub fn query(&self, sql: &str) -> Result<String, String> {
+        let psql = self.bin.join("psql");
+        let mut cmd = Command::new(if psql.is_file() { psql } else { "psql".into() });
+        cmd.args(["-X", "-A", "-t", "-d"])
+            .arg(self.conninfo())
+            .arg("-c")
+            .arg(sql);
+        run_ok(cmd, "psql")
+    }
+}
+
 impl Outage for PostgresInstance {
     fn go_down(&mut self) {
         self.pg_ctl_stop("fast").unwrap_or_else(|e| panic!("{e}"));
@@ -528,6 +541,14 @@ impl RedisInstance {
         self.process
             .as_ref()
             .and_then(crate::BackgroundProcess::pid)
+    }
+}
+
+impl RedisInstance {
+    /// Runs one command whose reply is a status, an error or an integer, and
+    /// returns the raw RESP reply.
+    pub fn command(&self, args: &[&str]) -> Result<Vec<u8>, String> {
+        redis_command(self.port, args)
     }
 }
 

@@ -32,6 +32,7 @@ mod crash;
 mod disk_space;
 mod interop;
 mod outage;
+mod owner_external;
 mod restart;
 mod store_safety;
 mod uniques;

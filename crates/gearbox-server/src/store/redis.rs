@@ -12,7 +12,9 @@
 //! **Writes.** A batch is one `MULTI`/`EXEC` pipeline, so it is applied all
 //! or nothing: a row's last write in the batch decides its fate, as `DEL`
 //! followed by `HSET` (the `DEL` clears fields of an older row and a string
-//! value left by gearmand before 1.1.16) or a lone `DEL`. A commit is what
+//! value left by gearmand before 1.1.16) or a lone `DEL`. The commands go in
+//! scripts of at most 10,000 rows each, which write only while this server
+//! holds the prefix's lease (see below). A commit is what
 //! Redis acknowledged in memory; whether it survives a crash of Redis is up
 //! to Redis's own persistence (`appendonly yes` with `appendfsync always`
 //! or `everysec`).
@@ -41,13 +43,24 @@
 //! that is down or stopped answering is noticed quickly. The password is sent
 //! with `AUTH` after the timeouts are set, not during the connect.
 //!
-//! Needs Redis 4.0 or later (HSET with several fields).
+//! **One server per prefix.** A server holds a lease on its prefix, the key
+//! `<prefix>lock` (`lease`): a second gearboxd on the same prefix fails to
+//! connect with an error naming the holder (`gearboxd pid <pid> on <host> run
+//! <n>`), and at start exits. A server whose lease another one took refuses
+//! background submits until it is free again. The lease of a server that was
+//! killed is taken over once its connection has been gone for 3 s.
+//!
+//! Needs Redis 4.0 or later (HSET with several fields), with scripting.
 
 use super::backend::{Backend, Op, ReplaySource, Row};
 use super::StoreError;
 use redis::{ConnectionAddr, ConnectionInfo, ConnectionLike, ProtocolVersion, Value};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+mod lease;
+
+use lease::{lock_key, owner, Lease, GUARDED_WRITE, LEASE};
 
 /// gearmand's defaults for `--redis-server`, `--redis-port` and `--redis-prefix`.
 pub const DEFAULT_HOST: &str = "127.0.0.1";
@@ -60,6 +73,9 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const REPLAY_IO_TIMEOUT: Duration = Duration::from_secs(30);
 const SCAN_COUNT: usize = 1000;
 const REPLAY_CHUNK: usize = 10_000;
+/// Rows, and bytes of payload, per script of a write.
+const WRITE_ROWS: usize = 10_000;
+const WRITE_BYTES: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
@@ -83,17 +99,34 @@ impl Default for RedisConfig {
 pub struct Redis {
     config: RedisConfig,
     conn: Option<redis::Connection>,
+    lease: Lease,
+    /// Why the last connect failed, for the errors of calls made meanwhile.
+    connect_error: Option<StoreError>,
 }
 
 impl Redis {
     pub fn new(config: RedisConfig) -> Redis {
-        Redis { config, conn: None }
+        Redis {
+            config,
+            conn: None,
+            lease: Lease::default(),
+            connect_error: None,
+        }
     }
 
-    fn conn(&mut self) -> Result<&mut redis::Connection, StoreError> {
-        self.conn
-            .as_mut()
-            .ok_or_else(|| StoreError("redis: not connected".into()))
+    fn not_connected(&self) -> StoreError {
+        match &self.connect_error {
+            Some(e) => StoreError(format!("redis: not connected: {e}")),
+            None => StoreError("redis: not connected".into()),
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            self.lease.release(conn, &self.config.prefix);
+        }
     }
 }
 
@@ -130,6 +163,79 @@ fn open(config: &RedisConfig, io_timeout: Duration) -> Result<redis::Connection,
         .query::<()>(&mut conn)
         .map_err(|e| error("PING", e))?;
     Ok(conn)
+}
+
+/// A script of [`GUARDED_WRITE`] with no commands yet.
+fn guarded_write(prefix: &str, extend: bool) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(GUARDED_WRITE)
+        .arg(1)
+        .arg(lock_key(prefix))
+        .arg(owner())
+        .arg(LEASE.as_millis() as u64)
+        .arg(if extend { "1" } else { "0" });
+    cmd
+}
+
+/// A batch as one `MULTI` of [`GUARDED_WRITE`] scripts: each row's last
+/// write, as `DEL`, or `DEL` and `HSET`. `extend`: the first script extends
+/// the lease. `None` if the batch writes nothing.
+fn batch(prefix: &str, ops: &[Op], extend: bool) -> Option<redis::Pipeline> {
+    let keys: Vec<Option<Vec<u8>>> = ops
+        .iter()
+        .map(|op| {
+            let (key, function) = op.row_id()?;
+            Some(row_key(prefix, function, key))
+        })
+        .collect();
+    // Only each key's last write matters.
+    let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
+    for (i, key) in keys.iter().enumerate() {
+        if let Some(key) = key {
+            last.insert(key, i);
+        }
+    }
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    let mut script: Option<redis::Cmd> = None;
+    let (mut rows, mut bytes) = (0, 0);
+    for (i, (op, key)) in ops.iter().zip(&keys).enumerate() {
+        let Some(key) = key else { continue };
+        if last.get(key.as_slice()) != Some(&i) {
+            continue;
+        }
+        let data = match op {
+            Op::Put(row) => row.data.len(),
+            _ => 0,
+        };
+        if rows == WRITE_ROWS || (rows > 0 && bytes + data > WRITE_BYTES) {
+            pipe.add_command(script.take().expect("a script")).ignore();
+            (rows, bytes) = (0, 0);
+        }
+        let first = pipe.cmd_iter().next().is_none();
+        let cmd = script.get_or_insert_with(|| guarded_write(prefix, extend && first));
+        (rows, bytes) = (rows + 1, bytes + data);
+        cmd.arg(2).arg("DEL").arg(key);
+        if let Op::Put(row) = op {
+            let when = row.when != 0;
+            cmd.arg(if when { 12 } else { 10 })
+                .arg("HSET")
+                .arg(key)
+                .arg("data")
+                .arg(&row.data)
+                .arg("priority")
+                .arg(u32::from(row.priority))
+                .arg("function")
+                .arg(&row.function)
+                .arg("unique")
+                .arg(&row.key);
+            if when {
+                cmd.arg("when_to_run").arg(row.when);
+            }
+        }
+    }
+    pipe.add_command(script?).ignore();
+    Some(pipe)
 }
 
 /// `<prefix>-<function>-<unique>`, gearmand's key.
@@ -174,61 +280,49 @@ impl Backend for Redis {
 
     fn connect(&mut self) -> Result<(), StoreError> {
         self.conn = None;
-        self.conn = Some(open(&self.config, IO_TIMEOUT)?);
-        Ok(())
+        let result = open(&self.config, IO_TIMEOUT).and_then(|mut conn| {
+            lease::name_connection(&mut conn);
+            self.lease.claim(&mut conn, &self.config.prefix)?;
+            Ok(conn)
+        });
+        match result {
+            Ok(conn) => {
+                (self.conn, self.connect_error) = (Some(conn), None);
+                Ok(())
+            }
+            Err(e) => {
+                self.connect_error = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
-        if ops.is_empty() {
+        let extend = self.lease.due();
+        let Some(pipe) = batch(&self.config.prefix, ops, extend) else {
             return Ok(());
-        }
-        let keys: Vec<Option<Vec<u8>>> = ops
-            .iter()
-            .map(|op| {
-                let (key, function) = op.row_id()?;
-                Some(row_key(&self.config.prefix, function, key))
-            })
-            .collect();
-        // Only each key's last write matters.
-        let mut last: HashMap<&[u8], usize> = HashMap::with_capacity(keys.len());
-        for (i, key) in keys.iter().enumerate() {
-            if let Some(key) = key {
-                last.insert(key, i);
-            }
-        }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (i, (op, key)) in ops.iter().zip(&keys).enumerate() {
-            let Some(key) = key else { continue };
-            if last.get(key.as_slice()) != Some(&i) {
-                continue;
-            }
-            pipe.cmd("DEL").arg(key).ignore();
-            if let Op::Put(row) = op {
-                let hset = pipe
-                    .cmd("HSET")
-                    .arg(key)
-                    .arg("data")
-                    .arg(&row.data)
-                    .arg("priority")
-                    .arg(u32::from(row.priority))
-                    .arg("function")
-                    .arg(&row.function)
-                    .arg("unique")
-                    .arg(&row.key);
-                if row.when != 0 {
-                    hset.arg("when_to_run").arg(row.when);
-                }
-                hset.ignore();
-            }
-        }
+        };
         let timeout = IO_TIMEOUT + Duration::from_millis(ops.len() as u64 / 10);
-        let conn = self.conn()?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.not_connected());
+        };
+        let sent = Instant::now();
         let result = conn
             .set_read_timeout(Some(timeout))
             .and_then(|_| pipe.query::<()>(conn))
-            .and_then(|_| conn.set_read_timeout(Some(IO_TIMEOUT)))
-            .map_err(|e| error("write", e));
+            .and_then(|_| conn.set_read_timeout(Some(IO_TIMEOUT)));
+        let result = match result {
+            Ok(()) => {
+                if extend {
+                    self.lease.held(sent);
+                }
+                Ok(())
+            }
+            Err(e) => Err(match Lease::refused_by(&e) {
+                Some(holder) => self.lease.taken(&self.config.prefix, holder.as_bytes()),
+                None => error("write", e),
+            }),
+        };
         if result.is_err() {
             // A reply may still be on its way; never reuse the connection.
             self.conn = None;
@@ -236,10 +330,17 @@ impl Backend for Redis {
         result
     }
 
+    /// Extends the lease when that is due, else a plain PING.
     fn ping(&mut self) -> Result<(), StoreError> {
-        let result = redis::cmd("PING")
-            .query::<()>(self.conn()?)
-            .map_err(|e| error("ping", e));
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(self.not_connected());
+        };
+        let result = match self.lease.due() {
+            true => self.lease.claim(conn, &self.config.prefix),
+            false => redis::cmd("PING")
+                .query::<()>(conn)
+                .map_err(|e| error("ping", e)),
+        };
         if result.is_err() {
             self.conn = None;
         }

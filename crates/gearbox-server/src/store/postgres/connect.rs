@@ -123,7 +123,8 @@ pub(super) fn client_config(conninfo: &str) -> Result<Config, StoreError> {
         }
     }
     if config.get_application_name().is_none() {
-        config.application_name("gearboxd");
+        // Names this server to a second one on the same table (`owner`).
+        config.application_name(&server_identity());
     }
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(CONNECT_TIMEOUT);

@@ -9,24 +9,36 @@ use super::*;
 /// same way and quote the result, so that a name that happens to be a keyword
 /// works too and nothing else can be injected.
 pub(super) fn table_identifier(name: &str) -> String {
+    let (schema, table) = table_parts(name);
+    match schema {
+        Some(schema) => format!("{}.{}", quote_identifier(&schema), quote_identifier(&table)),
+        None => quote_identifier(&table),
+    }
+}
+
+/// The schema, if the name gives one, and the table.
+pub(super) type TableParts = (Option<String>, String);
+
+/// What `name` means, as PostgreSQL reads [`table_identifier`]'s SQL: folded,
+/// unquoted.
+pub(super) fn table_parts(name: &str) -> TableParts {
     let plain = |part: &str| {
         let mut chars = part.chars();
         matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
     };
     let parts: Vec<&str> = name.split('.').collect();
-    if parts.len() <= 2 && parts.iter().all(|p| plain(p)) {
-        parts
-            .iter()
-            .map(|p| quote_identifier(&p.to_ascii_lowercase()))
-            .collect::<Vec<_>>()
-            .join(".")
-    } else {
-        quote_identifier(name)
+    match parts[..] {
+        [table] if plain(table) => (None, table.to_ascii_lowercase()),
+        [schema, table] if plain(schema) && plain(table) => (
+            Some(schema.to_ascii_lowercase()),
+            table.to_ascii_lowercase(),
+        ),
+        _ => (None, name.to_owned()),
     }
 }
 
-fn quote_identifier(name: &str) -> String {
+pub(super) fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 

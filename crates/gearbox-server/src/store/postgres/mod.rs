@@ -50,6 +50,14 @@
 //! statements. The store's watcher (`store/stall.rs`) refuses new submits
 //! after 5 s of that; an idle writer notices such a server through `ping`.
 //!
+//! **One server per table.** Before it reads or writes the table, the
+//! writer's session takes a session-level advisory lock on it (`owner`), and
+//! every write goes through that session. A second gearboxd on the same table
+//! fails to connect, with an error naming the session that holds the lock
+//! (its `application_name` is `gearboxd pid <pid> on <host>`); at start that
+//! makes it exit. A reconnect after an outage takes the lock again, and stays
+//! in the outage while someone else holds it.
+//!
 //! **conninfo** is libpq's (`key=value ...` or a `postgresql://` URL), read by
 //! the `postgres` crate; what it leaves out is taken from `PGHOST`, `PGPORT`,
 //! `PGUSER`, `PGPASSWORD` and `PGDATABASE`, else from libpq's defaults (the
@@ -67,11 +75,14 @@ use std::time::Duration;
 
 mod connect;
 mod layout;
+mod owner;
 mod replay;
 
 use connect::*;
 pub use layout::check_row;
 use layout::*;
+pub(crate) use owner::server_identity;
+use owner::*;
 use replay::*;
 
 /// gearmand's default table name.
@@ -107,12 +118,23 @@ pub struct PostgresConfig {
 pub struct Postgres {
     config: PostgresConfig,
     table: String,
+    parts: TableParts,
     session: Option<Session>,
+    /// The backend of the last session that held the table's lock: an
+    /// earlier session of ours, should it still hold the lock at a reconnect.
+    locked_backend: Option<i32>,
+    /// Why the last connect failed, for the errors of calls made meanwhile.
+    connect_error: Option<StoreError>,
+    /// That another server holds the table has been logged, since we last
+    /// held it.
+    in_use_logged: bool,
 }
 
 /// The writer's connection and what it learned about the table.
 struct Session {
     client: Client,
+    /// Its backend's pid (`pg_backend_pid()`); it holds the table's lock.
+    backend: i32,
     upsert: Statement,
     delete: Statement,
     layout: Layout,
@@ -133,10 +155,24 @@ struct Layout {
 impl Postgres {
     pub fn new(config: PostgresConfig) -> Postgres {
         let table = table_identifier(&config.table);
+        let parts = table_parts(&config.table);
         Postgres {
             config,
             table,
+            parts,
             session: None,
+            locked_backend: None,
+            connect_error: None,
+            in_use_logged: false,
+        }
+    }
+
+    /// The writer's session, or why there is none.
+    fn session(&mut self) -> Result<&mut Session, StoreError> {
+        match (&mut self.session, &self.connect_error) {
+            (Some(session), _) => Ok(session),
+            (None, Some(e)) => Err(StoreError(format!("postgres: not connected: {e}"))),
+            (None, None) => Err(StoreError("postgres: not connected".into())),
         }
     }
 
@@ -148,6 +184,24 @@ impl Postgres {
     fn disconnect(&mut self) {
         if let Some(session) = self.session.take() {
             discard(session.client);
+        }
+    }
+}
+
+impl Drop for Postgres {
+    /// Ends the session, and so lets go of the table's lock, before the next
+    /// server may start: on a thread of its own, since `postgres::Client`
+    /// closes by running a runtime of its own, which panics on a thread that
+    /// drives one already (as the thread that drops the store at exit may),
+    /// and for at most [`PING_TIMEOUT`], since a server that hangs never ends
+    /// the session.
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let client = session.client;
+            let _ = with_deadline("close", PING_TIMEOUT, move || {
+                drop(client);
+                Ok(())
+            });
         }
     }
 }
@@ -180,19 +234,35 @@ impl Backend for Postgres {
     fn connect(&mut self) -> Result<(), StoreError> {
         self.disconnect();
         let config = self.client_config()?;
-        let table = self.table.clone();
-        let session = with_deadline("connect", deadline(&config), move || {
-            open_session(&config, &table)
-        })?;
-        self.session = Some(session);
-        Ok(())
+        let (table, parts, previous) =
+            (self.table.clone(), self.parts.clone(), self.locked_backend);
+        let result = with_deadline("connect", deadline(&config), move || {
+            open_session(&config, &table, &parts, previous)
+        });
+        match result {
+            Ok(session) => {
+                self.locked_backend = Some(session.backend);
+                self.session = Some(session);
+                (self.connect_error, self.in_use_logged) = (None, false);
+                Ok(())
+            }
+            Err(e) => {
+                // At start the error itself is the message gearboxd exits
+                // with; after an outage the writer logs only its first error,
+                // so that another server took over is logged here, once.
+                if is_in_use(&e) && self.locked_backend.is_some() && !self.in_use_logged {
+                    tracing::error!(error = %e,
+                        "another server owns the queue table; refusing background submits until it lets go");
+                    self.in_use_logged = true;
+                }
+                self.connect_error = Some(e.clone());
+                Err(e)
+            }
+        }
     }
 
     fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
-        let session = self
-            .session
-            .as_mut()
-            .ok_or_else(|| StoreError("postgres: not connected".into()))?;
+        let session = self.session()?;
         let reduced = reduce(ops, &session.layout);
         let result = apply(session, &reduced);
         if result.is_err() {
@@ -203,10 +273,7 @@ impl Backend for Postgres {
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
-        let session = self
-            .session
-            .as_mut()
-            .ok_or_else(|| StoreError("postgres: not connected".into()))?;
+        let session = self.session()?;
         // `is_valid` is an empty query (the same round trip as SELECT 1)
         // with a client-side timeout, so a server that stopped answering is
         // noticed too.
@@ -221,10 +288,7 @@ impl Backend for Postgres {
     }
 
     fn open_replay(&mut self) -> Result<Box<dyn ReplaySource>, StoreError> {
-        let seq = match &self.session {
-            Some(session) => session.layout.seq,
-            None => return Err(StoreError("postgres: not connected".into())),
-        };
+        let seq = self.session()?.layout.seq;
         let config = self.client_config()?;
         let order = if seq { SEQ_COLUMN } else { "ctid" };
         // The snapshot is taken by DECLARE, so rows written from now on (by
@@ -253,12 +317,19 @@ impl Backend for Postgres {
     }
 }
 
-/// Connects and readies the table and the statements.
-fn open_session(config: &Config, table: &str) -> Result<Session, StoreError> {
+/// Connects, takes the table's lock (see `owner`), and readies the table and
+/// the statements.
+fn open_session(
+    config: &Config,
+    table: &str,
+    parts: &TableParts,
+    previous: Option<i32>,
+) -> Result<Session, StoreError> {
     let mut client = config.connect(NoTls).map_err(|e| db_error("connect", e))?;
     client
         .batch_execute(&format!("SET statement_timeout = '{STATEMENT_TIMEOUT}'"))
         .map_err(|e| db_error("set statement_timeout", e))?;
+    let backend = take_lock(&mut client, parts, previous)?;
     // gearmand's own statement (it creates the table only if it finds no
     // table of that name), plus the sequence column.
     client
@@ -306,6 +377,7 @@ fn open_session(config: &Config, table: &str) -> Result<Session, StoreError> {
         })?;
     Ok(Session {
         client,
+        backend,
         upsert,
         delete,
         layout,
