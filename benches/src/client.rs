@@ -175,7 +175,7 @@ impl ClientStats {
         self.handles.extend(o.handles);
     }
 
-    fn error(&mut self, p: &Packet) {
+    pub(crate) fn error(&mut self, p: &Packet) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(format!(
@@ -186,7 +186,7 @@ impl ClientStats {
         }
     }
 
-    fn unexpected(&mut self, p: &Packet) {
+    pub(crate) fn unexpected(&mut self, p: &Packet) {
         if self.unexpected.len() < 10 {
             self.unexpected.push(format!("{:?}", p));
         }

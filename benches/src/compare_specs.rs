@@ -8,6 +8,9 @@ pub enum Kind {
     Gearmand,
     /// gearmand at its setting for latency (`-t 1`), for the latency scenarios.
     GearmandT1,
+    /// gearboxd with its default store (durable SQLite, a fresh directory
+    /// per run), for `--at-load`.
+    GearboxDefault,
 }
 
 impl Kind {
@@ -16,13 +19,14 @@ impl Kind {
             Kind::Gearbox => "gearbox",
             Kind::Gearmand => "gearmand",
             Kind::GearmandT1 => "gearmand-t1",
+            Kind::GearboxDefault => "gearbox-default",
         }
     }
 
     /// gearmand's `-t`; `None` for gearbox.
     pub fn gearmand_threads(self) -> Option<u32> {
         match self {
-            Kind::Gearbox => None,
+            Kind::Gearbox | Kind::GearboxDefault => None,
             Kind::Gearmand => Some(4),
             Kind::GearmandT1 => Some(1),
         }
@@ -468,4 +472,70 @@ pub fn defaults_specs(quick: bool) -> Vec<Spec> {
         }
     }
     out
+}
+
+/// A scenario of `compare --at-load`: the closed loop whose gearmand rate
+/// sets the offered rates, and the open loop run at shares of that rate.
+pub struct AtLoadSpec {
+    pub id: &'static str,
+    pub title: String,
+    /// Closed-loop loadgen arguments (gearmand's best throughput).
+    pub closed: Vec<String>,
+    /// Open-loop loadgen arguments, without `--rate` and `--duration`.
+    pub open: Vec<String>,
+    /// The figure of the achieved rate, in both loops.
+    pub rate_key: &'static str,
+    /// What a job is, for the table's heading.
+    pub latency_of: &'static str,
+    /// The gearbox servers run against gearmand `-t 1` and `-t 4`.
+    pub gearboxes: Vec<Kind>,
+}
+
+/// The scenarios of `compare --at-load`: background submit (gearboxd in
+/// memory and with its default store), the foreground round trip and
+/// coalescing.
+pub fn at_load_specs(quick: bool) -> Vec<AtLoadSpec> {
+    let n = |full: u64, small: u64| if quick { small } else { full };
+    vec![
+        AtLoadSpec {
+            id: "submit-bg",
+            title: "background submit → JOB_CREATED, 8 connections, 100 B, no unique".into(),
+            closed: args(&format!(
+                "--scenario submit-bg --connections 8 --window 32 --jobs {} --duration 3 --payload 100 --unique none --no-cleanup",
+                n(600_000, 100_000)
+            )),
+            open: args(
+                "--scenario submit-bg --connections 8 --payload 100 --unique none --no-cleanup --drain-timeout 5",
+            ),
+            rate_key: "jobs_per_s",
+            latency_of: "submit→JOB_CREATED",
+            gearboxes: vec![Kind::Gearbox, Kind::GearboxDefault],
+        },
+        AtLoadSpec {
+            id: "roundtrip",
+            title: "foreground submit → WORK_COMPLETE, 16 clients, 4 echo workers, 100 B".into(),
+            closed: args(&format!(
+                "--scenario roundtrip --clients 16 --workers 4 --window 16 --jobs {} --payload 100",
+                n(100_000, 20_000)
+            )),
+            open: args("--scenario roundtrip --clients 16 --workers 4 --payload 100 --drain-timeout 5"),
+            rate_key: "jobs_per_s",
+            latency_of: "submit→WORK_COMPLETE",
+            gearboxes: vec![Kind::Gearbox],
+        },
+        AtLoadSpec {
+            id: "coalesce",
+            title: "foreground submits over 100 shared uniques → WORK_COMPLETE, 8 connections, 4 echo workers, 100 B".into(),
+            closed: args(&format!(
+                "--scenario coalesce --connections 8 --window 16 --uniques 100 --workers 4 --jobs {} --payload 100",
+                n(300_000, 50_000)
+            )),
+            open: args(
+                "--scenario coalesce --connections 8 --uniques 100 --workers 4 --payload 100 --drain-timeout 5",
+            ),
+            rate_key: "submits_per_s",
+            latency_of: "submit→WORK_COMPLETE",
+            gearboxes: vec![Kind::Gearbox],
+        },
+    ]
 }

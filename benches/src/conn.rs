@@ -94,6 +94,45 @@ impl Conn {
         })
     }
 
+    /// Connects and also returns a second descriptor of the same socket for
+    /// writing from a thread of its own (the open-loop pacer), while this
+    /// [`Conn`] reads on the runtime. The socket is non-blocking for both (the
+    /// flag belongs to the socket, not the descriptor).
+    pub async fn connect_split(target: &Target) -> Result<(Conn, RawWriter)> {
+        let (io, writer): (Box<dyn Io>, RawWriter) = match target {
+            Target::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| err!("cannot connect to {addr}: {e}"))?;
+                s.set_nodelay(true)?;
+                let std = s.into_std()?;
+                let w = std.try_clone()?;
+                (
+                    Box::new(tokio::net::TcpStream::from_std(std)?),
+                    RawWriter::Tcp(w),
+                )
+            }
+            Target::Unix(path) => {
+                let s = tokio::net::UnixStream::connect(path)
+                    .await
+                    .map_err(|e| err!("cannot connect to unix:{}: {e}", path.display()))?;
+                let std = s.into_std()?;
+                let w = std.try_clone()?;
+                (
+                    Box::new(tokio::net::UnixStream::from_std(std)?),
+                    RawWriter::Unix(w),
+                )
+            }
+        };
+        let conn = Conn {
+            io,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: BytesMut::new(),
+            codec: Codec::default(),
+        };
+        Ok((conn, writer))
+    }
+
     /// Queues one request; nothing is sent until [`Conn::flush`].
     pub fn push(&mut self, kind: PacketType, fields: &[&[u8]]) {
         encode_req(&mut self.wbuf, kind, fields);
@@ -165,6 +204,33 @@ impl Conn {
             if n == 0 {
                 return Err(err!("server closed the admin connection"));
             }
+        }
+    }
+}
+
+/// The write side of a connection made by [`Conn::connect_split`]: a
+/// non-blocking descriptor, written with plain `write(2)` from a thread that
+/// is not on the runtime.
+pub enum RawWriter {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
+impl RawWriter {
+    /// One non-blocking write; `WouldBlock` when the socket buffer is full.
+    pub fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        use std::io::Write;
+        match self {
+            RawWriter::Tcp(s) => s.write(buf),
+            RawWriter::Unix(s) => s.write(buf),
+        }
+    }
+
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match self {
+            RawWriter::Tcp(s) => s.as_raw_fd(),
+            RawWriter::Unix(s) => s.as_raw_fd(),
         }
     }
 }

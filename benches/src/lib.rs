@@ -9,6 +9,7 @@
 //!   medians, machine facts, outside load).
 //! * [`client`] / [`worker`]: the submit loops and the worker loop the scenarios
 //!   are built from.
+//! * [`openloop`]: the open-loop pacer and readers of `loadgen --rate`.
 //! * [`scenarios`]: the scenarios themselves and their [`report::Report`].
 //! * [`runner`]: the child processes `compare` and `durable` start (servers,
 //!   load programs) and the end of their runs.
@@ -20,6 +21,7 @@ pub mod compare_specs;
 pub mod conn;
 pub mod durable;
 pub mod harness;
+pub mod openloop;
 pub mod procstat;
 pub mod report;
 pub mod runner;

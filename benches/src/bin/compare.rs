@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "compare/at_load.rs"]
+mod at_load;
+
 #[derive(Parser, Debug)]
 #[command(name = "compare", about = "Benchmark gearboxd against gearmand")]
 struct Args {
@@ -60,6 +63,22 @@ struct Args {
     /// Keep the scratch directory (server logs, raw JSON) even on success.
     #[arg(long)]
     keep: bool,
+    /// Latency at fixed offered load: measure gearmand's best closed-loop
+    /// rate (-t 1 or -t 4), then run loadgen --rate at 25, 50, 75 and 90 %
+    /// of it against gearmand -t 1, -t 4 and gearboxd; writes
+    /// benches/RESULTS-at-load.md.
+    #[arg(long, conflicts_with = "defaults")]
+    at_load: bool,
+    /// --at-load: seconds of each open-loop run [default: 3, or 1 with --quick].
+    #[arg(long, value_name = "SECS")]
+    rate_secs: Option<f64>,
+    /// --at-load: the shares of gearmand's best rate to run at, in percent.
+    #[arg(long, value_delimiter = ',', default_value = "25,50,75,90")]
+    shares: Vec<f64>,
+    /// Pin the load generator to CPU 1 (`taskset -c 1`); the servers stay
+    /// unpinned.
+    #[arg(long)]
+    pin: bool,
 }
 
 /// Where libuuid (util-linux) asks uuidd for time-based uuids.
@@ -170,15 +189,18 @@ impl Server {
                     &dir.join(format!("gearmand-{seq}.out")),
                 )?;
             }
-            Kind::Gearbox => {
+            Kind::Gearbox | Kind::GearboxDefault => {
                 let sock = dir.join(format!("gearbox-{seq}.sock"));
-                cmd = Command::new(args.bin_dir.join("gearboxd"));
+                // Absolute: the default store runs it in a directory of its own.
+                let bin = std::path::absolute(args.bin_dir.join("gearboxd"))
+                    .map_err(|e| format!("cannot resolve {}: {e}", args.bin_dir.display()))?;
+                cmd = Command::new(bin);
                 cmd.arg("-p")
                     .arg(port.to_string())
                     .args(["-L", "127.0.0.1", "--unix"])
                     .arg(&sock)
                     .args(["-l", "stderr"]);
-                if args.defaults {
+                if args.defaults || kind == Kind::GearboxDefault {
                     // Its default store: ./gearboxd-queue.sqlite3, new each run.
                     let home = dir.join(format!("gearbox-{seq}"));
                     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
@@ -241,28 +263,62 @@ impl Drop for Server {
 }
 
 /// Runs the scenario's load program once against `server`.
-fn run_loadgen(
-    bin_dir: &Path,
-    spec: &Spec,
+fn run_loadgen(args: &Args, spec: &Spec, server: &Server, dir: &Path, label: &str) -> LoadOutcome {
+    let target = server.target(spec.gearbox_unix && server.kind == Kind::Gearbox);
+    run_program(
+        args,
+        spec.program,
+        &spec.args,
+        &target,
+        server,
+        dir,
+        label,
+        spec.deadline_s,
+    )
+}
+
+/// Runs a load program once against `server`; with `--pin`, under
+/// `taskset -c 1`.
+#[allow(clippy::too_many_arguments)]
+fn run_program(
+    args: &Args,
+    program: Program,
+    load_args: &[String],
+    target: &str,
     server: &Server,
     dir: &Path,
     label: &str,
+    deadline_s: u64,
 ) -> LoadOutcome {
-    let target = server.target(spec.gearbox_unix && server.kind == Kind::Gearbox);
+    let bin = args.bin_dir.join(program.bin());
+    let (exe, name, all_args) = if args.pin {
+        let mut a: Vec<String> = vec!["-c".into(), PIN_CPU.into(), bin.display().to_string()];
+        a.extend(load_args.iter().cloned());
+        (
+            PathBuf::from("taskset"),
+            format!("taskset -c {PIN_CPU} {}", program.bin()),
+            a,
+        )
+    } else {
+        (bin, program.bin().to_string(), load_args.to_vec())
+    };
     LoadRun {
-        program: &bin_dir.join(spec.program.bin()),
-        name: spec.program.bin(),
-        args: &spec.args,
-        target: &target,
+        program: &exe,
+        name: &name,
+        args: &all_args,
+        target,
         server_pid: server.pid(),
         server_log: &server.log,
         dir,
         label,
-        deadline_s: spec.deadline_s,
+        deadline_s,
         poll: Duration::from_millis(50),
     }
     .run()
 }
+
+/// The CPU `--pin` runs the load program on.
+const PIN_CPU: &str = "1";
 
 type Runs = BTreeMap<(usize, Kind), Vec<Value>>;
 
@@ -539,6 +595,9 @@ fn fill_dips(specs: &[Spec], runs: &Runs) -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.at_load {
+        return at_load::run(&args);
+    }
     let started = Instant::now();
     let n_runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 }).max(1);
     let mut problems = Vec::new();
@@ -573,6 +632,7 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let mut facts = machine_facts(&args.gearmand, &args.bin_dir);
+    facts.push(("load generator", at_load::pin_fact(&args)));
     let libgearman = specs.iter().any(|s| s.program == Program::LibgearmanSubmit);
     if libgearman {
         let libuuid = command_output("dpkg-query", &["-W", "-f", "${Version}", "libuuid1"]);
@@ -634,7 +694,7 @@ fn main() -> ExitCode {
                         continue;
                     }
                 };
-                let outcome = run_loadgen(&args.bin_dir, spec, &server, &dir, &label);
+                let outcome = run_loadgen(&args, spec, &server, &dir, &label);
                 drop(server);
                 drop(uuidd);
                 log.push(meter.log(label.clone(), start_s, outcome.json.is_some()));

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
 
 mod memory;
+mod open;
 mod submit;
 mod workers;
 
@@ -110,9 +111,30 @@ pub struct Options {
     #[arg(long, default_value_t = 10)]
     pub settle: u64,
     /// submit-bg: stop sending new submits after this many seconds, even if
-    /// fewer than --jobs were sent; the rate is over the jobs created.
+    /// fewer than --jobs were sent; the rate is over the jobs created. With
+    /// --rate: the length of the schedule [default 5 s], i.e. RATE × SECS
+    /// jobs (fewer if --jobs is given and smaller).
     #[arg(long, value_name = "SECS")]
     pub duration: Option<f64>,
+    /// Open loop (submit-bg, roundtrip, coalesce): send N jobs/s in total
+    /// across the connections, each at its scheduled time whatever the
+    /// server does, and measure latency from that time (--window is not
+    /// used).
+    #[arg(long, value_name = "N")]
+    pub rate: Option<f64>,
+    /// With --rate: jobs one connection may have unanswered before the
+    /// pacer waits (a safety cap; hitting it makes the run not valid).
+    #[arg(long, default_value_t = 100_000)]
+    pub in_flight_cap: u64,
+    /// With --rate: the last stretch before a job's time that the pacer
+    /// spends yielding the CPU instead of asleep, in µs.
+    #[arg(long, default_value_t = 20)]
+    pub spin_us: u64,
+    /// With --rate: how long to wait for replies after the last job was
+    /// written, in seconds; jobs still unanswered then are counted and their
+    /// latency recorded as at least the time waited.
+    #[arg(long, default_value_t = 30.0)]
+    pub drain_timeout: f64,
     /// submit-bg: also report the submit→JOB_CREATED percentiles.
     #[arg(long)]
     pub latency: bool,
@@ -188,7 +210,9 @@ pub async fn run(opts: &Options, tracker: &Tracker, report: &mut Report) -> Resu
     report.transport = opts.server.transport().to_string();
     report.label = opts.label.clone();
     report.param("function", function);
-    report.param("jobs", opts.jobs());
+    if opts.rate.is_none() {
+        report.param("jobs", opts.jobs());
+    }
     report.param("payload", opts.payload as u64);
     let ctx = Ctx {
         opts,
@@ -206,6 +230,15 @@ pub async fn run(opts: &Options, tracker: &Tracker, report: &mut Report) -> Resu
         report.fig("server_rss_start_kib", s.rss_kib as f64);
     }
     match opts.scenario {
+        Scenario::SubmitBg | Scenario::Roundtrip | Scenario::Coalesce if opts.rate.is_some() => {
+            open::open_loop(&ctx, report).await?
+        }
+        _ if opts.rate.is_some() => {
+            return Err(err!(
+                "--rate is for the scenarios submit-bg, roundtrip and coalesce, not {}",
+                opts.scenario.name()
+            ))
+        }
         Scenario::SubmitBg => submit::submit_bg(&ctx, report).await?,
         Scenario::Drain => workers::drain(&ctx, report).await?,
         Scenario::Roundtrip => workers::roundtrip(&ctx, report).await?,
