@@ -8,9 +8,9 @@ pub enum Kind {
     Gearmand,
     /// gearmand at its setting for latency (`-t 1`), for the latency scenarios.
     GearmandT1,
-    /// gearboxd with its default store (durable SQLite, a fresh directory
-    /// per run), for `--at-load`.
-    GearboxDefault,
+    /// gearboxd with its durable store, `-q libsqlite3` (sync normal, a
+    /// fresh directory per run), for `--at-load`.
+    GearboxSqlite,
 }
 
 impl Kind {
@@ -19,14 +19,14 @@ impl Kind {
             Kind::Gearbox => "gearbox",
             Kind::Gearmand => "gearmand",
             Kind::GearmandT1 => "gearmand-t1",
-            Kind::GearboxDefault => "gearbox-default",
+            Kind::GearboxSqlite => "gearbox-sqlite",
         }
     }
 
     /// gearmand's `-t`; `None` for gearbox.
     pub fn gearmand_threads(self) -> Option<u32> {
         match self {
-            Kind::Gearbox | Kind::GearboxDefault => None,
+            Kind::Gearbox | Kind::GearboxSqlite => None,
             Kind::Gearmand => Some(4),
             Kind::GearmandT1 => Some(1),
         }
@@ -492,7 +492,7 @@ pub struct AtLoadSpec {
 }
 
 /// The scenarios of `compare --at-load`: background submit (gearboxd in
-/// memory and with its default store), the foreground round trip and
+/// memory and with `-q libsqlite3`), the foreground round trip and
 /// coalescing.
 pub fn at_load_specs(quick: bool) -> Vec<AtLoadSpec> {
     let n = |full: u64, small: u64| if quick { small } else { full };
@@ -509,7 +509,7 @@ pub fn at_load_specs(quick: bool) -> Vec<AtLoadSpec> {
             ),
             rate_key: "jobs_per_s",
             latency_of: "submit→JOB_CREATED",
-            gearboxes: vec![Kind::Gearbox, Kind::GearboxDefault],
+            gearboxes: vec![Kind::Gearbox, Kind::GearboxSqlite],
         },
         AtLoadSpec {
             id: "roundtrip",

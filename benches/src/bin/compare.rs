@@ -55,9 +55,9 @@ struct Args {
     #[arg(long)]
     no_uuidd: bool,
     /// Both servers as a site starts them, with no flags beyond where they
-    /// listen and log: gearmand in memory with its 4 threads, gearboxd with its
-    /// durable SQLite store (a fresh file per run). Runs the submit
-    /// scenarios only and writes benches/RESULTS-defaults.md.
+    /// listen and log: gearmand with its 4 threads, both in memory (their
+    /// default). Runs the submit scenarios only and writes
+    /// benches/RESULTS-defaults.md.
     #[arg(long)]
     defaults: bool,
     /// Keep the scratch directory (server logs, raw JSON) even on success.
@@ -189,9 +189,9 @@ impl Server {
                     &dir.join(format!("gearmand-{seq}.out")),
                 )?;
             }
-            Kind::Gearbox | Kind::GearboxDefault => {
+            Kind::Gearbox | Kind::GearboxSqlite => {
                 let sock = dir.join(format!("gearbox-{seq}.sock"));
-                // Absolute: the default store runs it in a directory of its own.
+                // Absolute: the SQLite store runs it in a directory of its own.
                 let bin = std::path::absolute(args.bin_dir.join("gearboxd"))
                     .map_err(|e| format!("cannot resolve {}: {e}", args.bin_dir.display()))?;
                 cmd = Command::new(bin);
@@ -200,13 +200,13 @@ impl Server {
                     .args(["-L", "127.0.0.1", "--unix"])
                     .arg(&sock)
                     .args(["-l", "stderr"]);
-                if args.defaults || kind == Kind::GearboxDefault {
-                    // Its default store: ./gearboxd-queue.sqlite3, new each run.
+                if kind == Kind::GearboxSqlite {
+                    // The durable store: ./gearboxd-queue.sqlite3, new each run.
                     let home = dir.join(format!("gearbox-{seq}"));
                     std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
-                    cmd.current_dir(home);
-                } else {
-                    // In memory, as gearmand runs here.
+                    cmd.current_dir(home).args(["-q", "libsqlite3"]);
+                } else if !args.defaults {
+                    // In memory, as gearmand runs here (and gearboxd's default).
                     cmd.args(["-q", "builtin"]);
                 }
                 log_to(&mut cmd, &log)?;
@@ -361,7 +361,7 @@ fn report(
             md,
             "\n## Setup\n\n\
              - gearmand: `gearmand -p PORT -L 127.0.0.1 -l LOG -P PIDFILE`: its defaults, 4 threads and the in-memory queue.\n\
-             - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr`, run in a new directory each run: its defaults, the durable SQLite store in `./gearboxd-queue.sqlite3` with `synchronous=NORMAL` (a JOB_CREATED leaves once its row is committed; survives kill -9).\n\
+             - gearboxd: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr`: its defaults, the in-memory queue as gearmand's (`-q builtin`) and 2 runtime threads here (4 capped at the CPU count). Its durable store, `-q libsqlite3`, is measured by `benches/configs` (one submit at a time) and `benches/durable` (throughput).\n\
              - Every run starts a fresh server on a free loopback port; the servers take turns, and which goes first rotates between runs. The load generator shares the {} cores with the server.\n\
              - Latency is from the send of a submit to its JOB_CREATED; for libgearman, of a batch (100 × add_task_background, then run_tasks until every JOB_CREATED is in).\n",
             std::thread::available_parallelism().map_or(0, |n| n.get())

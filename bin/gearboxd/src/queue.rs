@@ -12,9 +12,10 @@ pub const DEFAULT_SQLITE_DB: &str = "gearboxd-queue.sqlite3";
 
 #[derive(Args, Debug)]
 pub struct QueueArgs {
-    /// Where background jobs are kept: libsqlite3 (embedded, the default),
-    /// postgres, redis, or builtin (memory only, lost at exit).
-    #[arg(short = 'q', long, default_value = "libsqlite3", value_parser = parse_queue)]
+    /// Where background jobs are kept: builtin (memory only, lost at exit; the
+    /// default, as in gearmand), libsqlite3 (embedded file, durable), postgres
+    /// or redis.
+    #[arg(short = 'q', long, default_value = "builtin", value_parser = parse_queue)]
     pub queue_type: String,
     /// SQLite queue file (libsqlite3); created if missing.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_SQLITE_DB)]

@@ -32,7 +32,7 @@ const GEARMANDS: [Kind; 2] = [Kind::GearmandT1, Kind::Gearmand];
 fn label_of(kind: Kind) -> &'static str {
     match kind {
         Kind::Gearbox => "gearboxd -q builtin",
-        Kind::GearboxDefault => "gearboxd, default store",
+        Kind::GearboxSqlite => "gearboxd -q libsqlite3",
         Kind::Gearmand => "gearmand -t 4",
         Kind::GearmandT1 => "gearmand -t 1",
     }
@@ -85,7 +85,7 @@ impl Driver<'_> {
             deadline_s,
         );
         drop(server);
-        if kind == Kind::GearboxDefault {
+        if kind == Kind::GearboxSqlite {
             // Its SQLite file holds every job of the run; not needed any more.
             let _ = std::fs::remove_dir_all(self.dir.join(format!("gearbox-{}", self.seq)));
         }
@@ -411,7 +411,7 @@ fn report(r: &Report) -> String {
          - Servers, each started fresh for every run on a free loopback port and stopped afterwards; they take turns, in an order that rotates between rates and runs:\n\
          \x20 - gearmand -t 1 and -t 4: `gearmand -t N --hashtable-buckets 1000003 -p PORT -L 127.0.0.1 -l LOG -P PIDFILE` (in memory).\n\
          \x20 - gearboxd -q builtin: `target/release/gearboxd -p PORT -L 127.0.0.1 --unix SOCK -l stderr -q builtin` (in memory, as gearmand).\n\
-         \x20 - gearboxd, default store (background submit only): the same without `-q`, started in a new directory per run, so its durable SQLite store `./gearboxd-queue.sqlite3` starts empty.\n\
+         \x20 - gearboxd -q libsqlite3 (background submit only): the same with its durable SQLite store instead of `-q builtin`, started in a new directory per run, so `./gearboxd-queue.sqlite3` starts empty.\n\
          - The offered rate: first gearmand's best closed-loop rate for the scenario is measured (the closed-loop command below, against `-t 1` and `-t 4`, {} run(s) each; the higher median). Each open-loop run then offers {} of it.\n\
          - Open loop (`loadgen --rate N --duration {}`): job k is due at start + k/N and goes on connection k mod C; a pacer thread sends it then, whatever the server does, and never waits for replies. Latency is from the job's *due* time to its reply, so a stall of the server cannot hide (no coordinated omission). HDR histograms, 3 significant digits.\n\
          - Valid run: the generator kept its schedule: achieved send rate ≥ {:.0}% of N, p99 send lag (write attempt − due time) ≤ {:.0} µs, the in-flight cap (100,000 per connection) never hit, every job written. Send lag p99 and max are in the detail tables; a max latency close to the max send lag is the generator's, not the server's.\n\

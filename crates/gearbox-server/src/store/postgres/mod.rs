@@ -193,7 +193,7 @@ impl Drop for Postgres {
     /// server may start: on a thread of its own, since `postgres::Client`
     /// closes by running a runtime of its own, which panics on a thread that
     /// drives one already (as the thread that drops the store at exit may),
-    /// and for at most [`PING_TIMEOUT`], since a server that hangs never ends
+    /// and for at most `PING_TIMEOUT`, since a server that hangs never ends
     /// the session.
     fn drop(&mut self) {
         if let Some(session) = self.session.take() {
