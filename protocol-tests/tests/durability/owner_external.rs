@@ -5,7 +5,7 @@
 //! and at the end exactly the acknowledged jobs are in the store, once each.
 
 use super::*;
-use protocol_tests::durable::{launch, Launched, Stopped};
+use protocol_tests::durable::{launch, Spawned, Stopped};
 
 const OWNER_FN: &str = "durable_owner";
 /// How long a refused second server may take to exit.
@@ -44,7 +44,7 @@ fn prefix_name(redis: &RedisInstance) -> String {
 
 /// Asserts that `loser` exited non-zero with an error naming the store (as
 /// `name`) and the server that owns it.
-fn assert_refused(loser: &mut Launched, store: &dyn QueueStore, name: &str, owner_pid: u32) {
+fn assert_refused(loser: &mut Spawned, store: &dyn QueueStore, name: &str, owner_pid: u32) {
     let status = loser.wait_exit(REFUSED_WITHIN).unwrap_or_else(|| {
         panic!(
             "a second gearboxd on the {} store still runs after {REFUSED_WITHIN:?}:\n{}",
@@ -231,7 +231,11 @@ fn taken_over_while_paused<S: QueueStore>(store: &mut S, lapse: impl FnOnce(&mut
             }
         },
     );
-    assert!(b.terminate().success(), "B stops cleanly:\n{}", b.stderr());
+    assert!(
+        b.terminate().is_some_and(|s| s.success()),
+        "B stops cleanly:\n{}",
+        b.stderr()
+    );
     submits.until_acked(&addr);
     println!(
         "[owner {}] {} acknowledged, {} refused while taken over",
@@ -351,7 +355,7 @@ fn postgres_own_earlier_session_is_told_apart() {
 /// the session and its lock; a Redis lease whose holder has no connection any
 /// more is taken over), and finds every acknowledged job. `owns` checks that
 /// the new server really holds the store.
-fn killed_owner_is_replaced<S: QueueStore>(store: &S, owns: impl Fn(&S, &Launched) -> bool) {
+fn killed_owner_is_replaced<S: QueueStore>(store: &S, owns: impl Fn(&S, &Spawned) -> bool) {
     let mut a = start(ServerKind::Gearboxd, store);
     let mut acked = submit_acked(&a.addr(), "first", 10);
     kill_server(&mut a);
@@ -369,7 +373,11 @@ fn killed_owner_is_replaced<S: QueueStore>(store: &S, owns: impl Fn(&S, &Launche
         b.stderr()
     );
     acked.extend(submit_acked(&b.addr(), "second", 3));
-    assert!(b.terminate().success(), "clean stop:\n{}", b.stderr());
+    assert!(
+        b.terminate().is_some_and(|s| s.success()),
+        "clean stop:\n{}",
+        b.stderr()
+    );
     drain_exactly(store, &acked);
 }
 
@@ -401,6 +409,10 @@ fn redis_clean_stop_releases_the_lease() {
     let mut a = launch(&redis);
     a.wait_accepting(REFUSED_WITHIN);
     assert_eq!(exists(), b":1\r\n", "the running server holds {key}");
-    assert!(a.terminate().success(), "clean stop:\n{}", a.stderr());
+    assert!(
+        a.terminate().is_some_and(|s| s.success()),
+        "clean stop:\n{}",
+        a.stderr()
+    );
     assert_eq!(exists(), b":0\r\n", "{key} is gone after a clean stop");
 }
