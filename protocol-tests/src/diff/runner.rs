@@ -132,6 +132,9 @@ fn start_verified(kind: ServerKind, args: &[&str]) -> TestServer {
         let expected = format!("OK {}\n", server.pid());
         match pid {
             Ok(replies) if replies[0] == expected && server.is_running() => {
+                if kind == ServerKind::Gearmand {
+                    align_gearmand_threads(addr);
+                }
                 // The getpid connection must be gone before the case starts.
                 thread::sleep(Duration::from_millis(100));
                 return server;
@@ -143,15 +146,67 @@ fn start_verified(kind: ServerKind, args: &[&str]) -> TestServer {
 }
 
 fn prepare(kind: ServerKind, addr: SocketAddr) {
-    // gearmand hands connections to its 4 I/O threads in turn, and `workers` lists them
-    // thread by thread. TestServer's readiness probe took one connection; three more
-    // here (one warm-up, the quiesce connection and the getpid check) make the case's
-    // first connection land on the first thread again, so that up to 4 connections
-    // are listed in connect order, as gearboxd lists them (C16).
     if kind == ServerKind::Gearmand {
         warm_up(addr);
     }
     quiesce(addr, Duration::from_secs(10));
+}
+
+/// gearmand's I/O threads, which it hands accepted connections to in turn.
+const GEARMAND_THREADS: usize = 4;
+
+/// Makes the next connection gearmand accepts land on its first I/O thread.
+/// `workers` lists connections thread by thread, so a case's first 4
+/// connections are then listed in connect order, as gearboxd lists them (C16).
+/// Counting the connections made before (the readiness probe, the warm-up, the
+/// quiesce and getpid checks) is not enough: a retried probe shifts the turn,
+/// and the case then fails on a `workers` listing in another order. So this
+/// asks: 4 probes name themselves with SET_CLIENT_ID, `workers` shows which
+/// of them is on the first thread, and as many connections as it takes to
+/// come round to it again are made and closed. Best effort: a listing it
+/// cannot read leaves the turn as it is.
+fn align_gearmand_threads(addr: SocketAddr) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    let connect = |id: &str| -> Option<TcpStream> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        let mut req = super::wire::encode_request(22, &[id.as_bytes().to_vec()]);
+        req.extend(super::wire::encode_request(16, &[b"x".to_vec()]));
+        s.write_all(&req).ok()?;
+        // ECHO_RES: the SET_CLIENT_ID before it has been handled.
+        let mut echo = [0u8; 13];
+        s.read_exact(&mut echo).ok()?;
+        Some(s)
+    };
+    let probes: Option<Vec<TcpStream>> = (0..GEARMAND_THREADS)
+        .map(|i| connect(&format!("align-{i}")))
+        .collect();
+    let Some(mut probes) = probes else { return };
+    if probes[0].write_all(b"workers\r\n").is_err() {
+        return;
+    }
+    let Ok(reader) = probes[0].try_clone() else {
+        return;
+    };
+    let mut first_listed = None;
+    for line in BufReader::new(reader).lines() {
+        let Ok(line) = line else { return };
+        if line == "." {
+            break;
+        }
+        if first_listed.is_none() {
+            first_listed = (0..GEARMAND_THREADS).find(|i| line.contains(&format!(" align-{i} ")));
+        }
+    }
+    let Some(first) = first_listed else { return };
+    // Probe `first` is on thread 0, so probe 0 is on thread (4 - first) % 4,
+    // and so is the next connection.
+    let on_thread = (GEARMAND_THREADS - first) % GEARMAND_THREADS;
+    drop(probes);
+    for _ in 0..(GEARMAND_THREADS - on_thread) % GEARMAND_THREADS {
+        drop(connect("align-turn"));
+    }
 }
 
 /// Accepting a TCP connection only shows the listener exists; wait until the server
