@@ -70,9 +70,10 @@ pub struct Dispatch {
     /// True while `handoff` may be non-empty: read without its lock.
     waiting: AtomicBool,
     inline: Option<InlineCommits>,
-    /// Whether the thread that lets go of the engine commits, as of the
-    /// last unlock: see [`commit_inline`](Self::commit_inline).
-    commit_here: AtomicBool,
+    /// For an inline store: whether one connection alone waits for a commit,
+    /// as of the last unlock, so that the thread letting go of the engine
+    /// commits (see [`commit_inline`](Self::commit_inline)).
+    lone_submitter: AtomicBool,
 }
 
 impl Dispatch {
@@ -82,7 +83,7 @@ impl Dispatch {
             engine: Mutex::new(engine),
             handoff: Mutex::new(Vec::new()),
             waiting: AtomicBool::new(false),
-            commit_here: AtomicBool::new(true),
+            lone_submitter: AtomicBool::new(true),
         }
     }
 
@@ -129,7 +130,7 @@ impl Dispatch {
         let Some(inline) = &self.inline else {
             return;
         };
-        if !self.commit_here.load(Relaxed) {
+        if !self.lone_submitter.load(Relaxed) {
             return inline.hand_over_rest();
         }
         let Some(committed) = inline.commit() else {
@@ -156,7 +157,9 @@ impl Dispatch {
     /// lock. Callers then `catch_up` with what was queued meanwhile.
     fn unlock(&self, mut engine: MutexGuard<'_, Engine>) {
         engine.flush();
-        self.commit_here.store(engine.submits_alone(), Relaxed);
+        if self.inline.is_some() {
+            self.lone_submitter.store(engine.submits_alone(), Relaxed);
+        }
         drop(engine);
         fence(SeqCst);
     }

@@ -2,7 +2,7 @@
 //! held for a commit, and replaying the rows of an earlier run.
 
 use crate::dispatch::Dispatch;
-use crate::store::{Commits, Replay};
+use crate::store::{Commits, Replay, STALLED_AFTER};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -10,7 +10,7 @@ use tokio::sync::watch;
 /// How long a JOB_CREATED may wait for its commit before the submit is
 /// refused with QUEUE_ERROR instead: the stall watcher's bound, after which a
 /// store that does not answer counts as failed.
-pub const ACK_BOUND: Duration = Duration::from_secs(5);
+pub const ACK_BOUND: Duration = STALLED_AFTER;
 /// How often held replies are looked at while some wait and no commit comes.
 const EXPIRY_POLL: Duration = Duration::from_millis(250);
 

@@ -88,21 +88,32 @@ impl QueueStore for FullDisk {
     }
     fn command_prefix(&self) -> Vec<String> {
         let path = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
-        [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
+        in_private_mounts(
             MOUNT_THEN_EXEC,
-            "sh",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain([path("mnt"), path("pid"), TMPFS_SIZE.to_owned()])
-        .collect()
+            &[path("mnt"), path("pid"), TMPFS_SIZE.to_owned()],
+        )
     }
+}
+
+/// A command prefix that runs `script` (`sh -c`, with `args` as `$1`…) in a
+/// mount namespace of its own, where the script sets up mounts and then
+/// execs the command appended after the prefix (so its pid stays the
+/// server's).
+pub fn in_private_mounts(script: &str, args: &[String]) -> Vec<String> {
+    [
+        "unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .into_iter()
+    .map(String::from)
+    .chain(args.iter().cloned())
+    .collect()
 }
 
 impl Outage for FullDisk {

@@ -176,20 +176,30 @@ impl Durable {
     }
 }
 
+/// `job`'s row, at `address`.
+fn row_at(job: &StoredJob<'_>, RowAddress { key, position }: RowAddress) -> Row {
+    Row {
+        key,
+        function: job.function.to_vec(),
+        priority: job.priority,
+        data: job.data.to_vec(),
+        when: job.when,
+        position,
+    }
+}
+
 impl QueueStore for Durable {
     fn add(&mut self, job: &StoredJob<'_>) -> Result<(), StoreError> {
         if !self.shared.health.is_healthy() {
             let why = self.shared.health.last_error();
             return Err(StoreError(format!("queue store unavailable: {why}")));
         }
-        let row = Row {
+        // A new job owns its natural row: no lookup in `adopted` per submit.
+        let address = RowAddress {
             key: natural_key(job.unique, self.run, job.id),
-            function: job.function.to_vec(),
-            priority: job.priority,
-            data: job.data.to_vec(),
-            when: job.when,
             position: self.natural_position(job.id),
         };
+        let row = row_at(job, address);
         if let Some(check) = self.row_check {
             check(&row)?;
         }
@@ -217,15 +227,8 @@ impl QueueStore for Durable {
     }
 
     fn rewrite(&mut self, job: &StoredJob<'_>) {
-        let RowAddress { key, position } = self.address_of(job);
-        self.queue(Op::Put(Row {
-            key,
-            function: job.function.to_vec(),
-            priority: job.priority,
-            data: job.data.to_vec(),
-            when: job.when,
-            position,
-        }));
+        let row = row_at(job, self.address_of(job));
+        self.queue(Op::Put(row));
     }
 
     fn failure(&self) -> Option<String> {

@@ -24,6 +24,7 @@ mod writer;
 pub use backend::{Backend, Op, ReplaySource, Row, RowAddress};
 pub use durable::{Commits, Durable, InlineCommits, Replay};
 pub use keys::logical_unique;
+pub use stall::STALLED_AFTER;
 
 use std::sync::Arc;
 

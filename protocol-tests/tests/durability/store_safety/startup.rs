@@ -1,6 +1,7 @@
 //! A queue file that cannot serve stops the start.
 
 use super::*;
+use protocol_tests::durable::in_private_mounts;
 
 /// A queue file that cannot be written at start (immutable; in an immutable
 /// directory; on a read-only mount) stops the start, naming the file, and
@@ -31,20 +32,7 @@ fn read_only_queue_file_at_start_is_refused() {
     {
         const READ_ONLY_THEN_EXEC: &str = "mount --bind \"$1\" \"$1\" && \
             mount -o remount,bind,ro \"$1\" && shift && exec \"$@\"";
-        let prefix: Vec<String> = [
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "sh",
-            "-c",
-            READ_ONLY_THEN_EXEC,
-            "sh",
-        ]
-        .into_iter()
-        .map(String::from)
-        .chain([dir.to_string_lossy().into_owned()])
-        .collect();
+        let prefix = in_private_mounts(READ_ONLY_THEN_EXEC, &[dir.to_string_lossy().into_owned()]);
         let outcome = start_expecting_exit(&prefix, &args, Duration::from_secs(10));
         assert!(
             !outcome.1.contains("mount:"),
