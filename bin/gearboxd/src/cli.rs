@@ -85,6 +85,8 @@ pub struct Cli {
     pub config_file: Option<PathBuf>,
     #[command(flatten)]
     pub queue: crate::queue::QueueArgs,
+    #[command(flatten)]
+    pub peer: crate::peering::PeerArgs,
     /// Largest packet body accepted, in bytes.
     #[arg(long, default_value_t = gearbox_server::Config::default().max_packet_size)]
     pub max_packet_size: u32,
@@ -235,6 +237,12 @@ impl Cli {
             max_queued_output: 4 * self.max_packet_size as usize,
             verbose: self.verbose.clone(),
             allow_remote_shutdown: self.allow_remote_shutdown,
+            peering: self.peer.options(),
+            server_id: self
+                .peer
+                .server_id
+                .clone()
+                .unwrap_or_else(gearbox_server::config::random_server_id),
         })
     }
 }

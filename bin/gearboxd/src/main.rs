@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod logging;
+mod peering;
 mod queue;
 
 use clap::Parser;

@@ -216,6 +216,35 @@ pub enum Health {
     },
 }
 
+impl Health {
+    /// Logs the change from `previous` to `self` for `server`: a server that
+    /// stays down is retried for as long as its user runs, so this warns when
+    /// it goes down, then only at 8, 16, 32... failures. The log says it is
+    /// still down without a line per retry.
+    pub fn log_change(&self, previous: &Health, server: &dyn fmt::Display) {
+        let changed = std::mem::discriminant(previous) != std::mem::discriminant(self);
+        match self {
+            Health::Up if changed => tracing::info!(%server, "server up"),
+            Health::Connecting if changed => tracing::debug!(%server, "connecting"),
+            Health::CoolingDown {
+                until,
+                failures,
+                error,
+            } => {
+                let wait = until.saturating_duration_since(Instant::now());
+                if *failures == 1 {
+                    tracing::warn!(%server, failures, retry_in = ?wait, %error, "server down, cooling down");
+                } else if *failures >= 8 && failures.is_power_of_two() {
+                    tracing::warn!(%server, failures, retry_in = ?wait, %error, "server still down");
+                } else {
+                    tracing::debug!(%server, failures, retry_in = ?wait, %error, "server still down");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

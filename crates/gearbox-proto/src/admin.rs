@@ -30,6 +30,8 @@ pub enum AdminCommand {
     GetPid,
     Verbose,
     Version,
+    /// gearbox's own: one line per peer (`--peer`).
+    Peers,
     Shutdown {
         graceful: bool,
     },
@@ -163,6 +165,8 @@ pub fn parse(line: &Bytes) -> Result<AdminCommand, AdminError> {
         Ok(AdminCommand::Verbose)
     } else if is(word, "version") {
         Ok(AdminCommand::Version)
+    } else if is(word, "peers") {
+        Ok(AdminCommand::Peers)
     } else if is(word, "shutdown") {
         match argc {
             1 => Ok(AdminCommand::Shutdown { graceful: false }),

@@ -49,6 +49,11 @@ pub struct Config {
     /// Accept the admin `shutdown` command from any peer, not only loopback
     /// and unix-socket peers.
     pub allow_remote_shutdown: bool,
+    /// Job servers to pull jobs from for this server's workers (`--peer`).
+    pub peering: Option<crate::peers::PeerOptions>,
+    /// How this server names itself to its peers, for the cycle rule (see
+    /// docs/peers.md). Random per start unless set.
+    pub server_id: String,
 }
 
 impl Default for Config {
@@ -68,7 +73,25 @@ impl Default for Config {
             max_queued_output: 4 * gearbox_proto::DEFAULT_MAX_PACKET_SIZE as usize,
             verbose: "ERROR".to_string(),
             allow_remote_shutdown: false,
+            peering: None,
+            server_id: random_server_id(),
         }
+    }
+}
+
+/// Eight hex digits from the kernel's random uuid: short, because every
+/// link's client id lists the ids its demand comes from.
+pub fn random_server_id() -> String {
+    let uuid = std::fs::read_to_string("/proc/sys/kernel/random/uuid").unwrap_or_default();
+    let hex: String = uuid
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .take(8)
+        .collect();
+    if hex.len() == 8 {
+        hex
+    } else {
+        format!("{:08x}", std::process::id())
     }
 }
 

@@ -8,11 +8,13 @@
 //!   from sleeping on it.
 //! * [`engine`], the single owner of functions, jobs and workers.
 //! * [`store`], the seam where background jobs are persisted.
+//! * [`peers`], the links that pull jobs from other job servers (`--peer`).
 
 pub mod config;
 mod connection;
 mod dispatch;
 pub mod engine;
+pub mod peers;
 mod persistence;
 pub mod server;
 pub mod store;

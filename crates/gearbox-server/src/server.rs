@@ -123,6 +123,10 @@ impl Server {
             persistence::spawn_replay(self.dispatch.clone(), replay, stop_rx.clone());
         }
 
+        let peers = self.config.peering.clone().map(|options| {
+            crate::peers::Peers::start(self.dispatch.clone(), options, &self.config.server_id)
+        });
+
         let mut requests = self.signals.shutdown.subscribe();
         let request = loop {
             let current = *requests.borrow_and_update();
@@ -138,6 +142,10 @@ impl Server {
         if request == ShutdownRequest::Graceful {
             tracing::info!("graceful shutdown: listeners closed, waiting for running jobs");
             self.drain(&mut requests).await;
+        }
+        if let Some(peers) = peers {
+            // The results of pulled jobs that finished go home first.
+            peers.close(FLUSH_ON_EXIT).await;
         }
         let queued = self.dispatch.with(|engine| engine.job_count());
         if queued > 0 {
@@ -168,7 +176,10 @@ impl Server {
         self.dispatch.with(|engine| engine.begin_drain());
         loop {
             let idle = self.signals.idle.notified();
-            if self.dispatch.with(|engine| engine.running_jobs()) == 0 {
+            let busy = self
+                .dispatch
+                .with(|engine| engine.running_jobs() + engine.peer_grabs_in_flight() as u64);
+            if busy == 0 {
                 return;
             }
             tokio::select! {

@@ -92,32 +92,7 @@ impl ServerShared {
 
     fn set_health(&self, health: Health) {
         let mut cur = self.health.lock().unwrap();
-        let changed = std::mem::discriminant(&*cur) != std::mem::discriminant(&health);
-        match &health {
-            Health::Up if changed => tracing::info!(server = %self.addr, "server up"),
-            Health::Connecting if changed => {
-                tracing::debug!(server = %self.addr, "connecting")
-            }
-            Health::CoolingDown {
-                until,
-                failures,
-                error,
-            } => {
-                let wait = until.saturating_duration_since(Instant::now());
-                // A server that stays down is retried for as long as the
-                // worker runs: warn when it goes down, then only at 8, 16,
-                // 32... failures, so the log says it is still down without a
-                // line per retry.
-                if *failures == 1 {
-                    tracing::warn!(server = %self.addr, failures, retry_in = ?wait, %error, "server down, cooling down");
-                } else if *failures >= 8 && failures.is_power_of_two() {
-                    tracing::warn!(server = %self.addr, failures, retry_in = ?wait, %error, "server still down");
-                } else {
-                    tracing::debug!(server = %self.addr, failures, retry_in = ?wait, %error, "server still down");
-                }
-            }
-            _ => {}
-        }
+        health.log_change(&cur, &self.addr);
         *cur = health;
     }
 }

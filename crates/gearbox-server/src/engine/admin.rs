@@ -49,6 +49,7 @@ impl Engine {
             AdminCommand::GetPid => format!("OK {}\n", std::process::id()).into_bytes(),
             AdminCommand::Verbose => format!("OK {}\n", self.settings.verbose).into_bytes(),
             AdminCommand::Version => format!("OK {VERSION}\n").into_bytes(),
+            AdminCommand::Peers => self.peering.table.listing(),
             AdminCommand::Shutdown { graceful } => self.shutdown_command(conn, graceful),
         }
     }

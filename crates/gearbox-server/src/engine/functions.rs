@@ -42,6 +42,12 @@ impl Function {
         self.queued[priority] += 1;
     }
 
+    /// Puts a job at the head of its priority: a pulled job that must run next.
+    pub fn push_front(&mut self, priority: Priority, id: JobId) {
+        self.queues[priority].push_front(id);
+        self.queued[priority] += 1;
+    }
+
     /// Pops the first id of the highest non-empty priority for which `is_live`
     /// holds, dropping dead ids on the way.
     pub fn pop(&mut self, mut is_live: impl FnMut(JobId) -> bool) -> Option<(Priority, JobId)> {

@@ -34,6 +34,7 @@ impl Engine {
         }
         let func = self.functions.get_or_create(name);
         self.functions.get_mut(func).workers += 1;
+        self.peering.mark_wanted_dirty();
         let c = self.conns.map.get_mut(&conn).expect("checked above");
         c.abilities.insert(0, Ability { func, timeout });
         if c.sleeping && c.woken_for.is_none() {
@@ -76,6 +77,9 @@ impl Engine {
         for func in &dropped {
             self.functions.get_mut(*func).workers -= 1;
         }
+        if !dropped.is_empty() {
+            self.peering.mark_wanted_dirty();
+        }
         if let Some(func) = woken_for.filter(|f| dropped.contains(f)) {
             if let Some(c) = self.conns.map.get_mut(&conn) {
                 c.woken_for = None;
@@ -97,9 +101,12 @@ impl Engine {
             return;
         };
         let has_work = !self.draining
-            && c.abilities
-                .iter()
-                .any(|a| self.functions.get(a.func).runnable() > 0);
+            && c.abilities.iter().any(|a| {
+                let function = self.functions.get(a.func);
+                function.runnable() > 0
+                    || (self.peering.enabled()
+                        && !self.eligible_links(conn, &function.name).is_empty())
+            });
         if has_work {
             return self.conns.send(conn, PacketType::NOOP, &[]);
         }
@@ -174,9 +181,31 @@ impl Engine {
         if self.draining {
             return self.conns.send(conn, PacketType::NO_JOB, &[]);
         }
+        self.route_grab(conn, assign, woken_for);
+    }
+
+    /// Serves a GRAB from the first of the worker's functions that has work,
+    /// from the local queue or, with peers, from the next source in turn (see
+    /// `peering`); NO_JOB if none has any.
+    pub(super) fn route_grab(&mut self, conn: ConnId, assign: Assign, woken_for: Option<FuncId>) {
+        let Some(count) = self.conns.map.get(&conn).map(|c| c.abilities.len()) else {
+            return;
+        };
         let mut found = None;
-        for position in 0..c.abilities.len() {
-            let ability = c.abilities[position];
+        for position in 0..count {
+            let ability = self.conns.map[&conn].abilities[position];
+            let local = self.functions.get(ability.func).runnable() > 0;
+            if self.peering.enabled() {
+                let name = self.functions.get(ability.func).name.clone();
+                let links = self.eligible_links(conn, &name);
+                if let Some(link) = self.next_source(&name, local, &links) {
+                    self.hold_grab(conn, assign, link);
+                    return;
+                }
+            }
+            if !local {
+                continue;
+            }
             let jobs = &self.jobs;
             let taken = self
                 .functions
@@ -203,7 +232,7 @@ impl Engine {
     }
 
     /// Marks a job as held by `conn` and arms its CAN_DO_TIMEOUT, if any.
-    fn start(&mut self, conn: ConnId, id: JobId, ability: Ability) {
+    pub(super) fn start(&mut self, conn: ConnId, id: JobId, ability: Ability) {
         self.next_assignment = self.next_assignment.wrapping_add(1);
         let assignment = self.next_assignment;
         let job = self.jobs.get_mut(id).expect("taken from the queue");
@@ -222,7 +251,7 @@ impl Engine {
         }
     }
 
-    fn send_assignment(&mut self, conn: ConnId, id: JobId, assign: Assign) {
+    pub(super) fn send_assignment(&mut self, conn: ConnId, id: JobId, assign: Assign) {
         let handle = self.handle_bytes(id);
         let job = self.jobs.get(id).expect("just started");
         let name = &self.functions.get(job.func).name;

@@ -96,6 +96,8 @@ pub struct JobRecord {
     /// Cancelled by an admin while running: its clients are gone and its result
     /// is accepted from the worker but sent nowhere.
     pub cancelled: bool,
+    /// Pulled from a peer (see `peering`): not stored, not coalesced here.
+    pub pulled: bool,
     pub retries: u32,
     pub numerator: u32,
     pub denominator: u32,
@@ -131,6 +133,7 @@ impl Job {
             background,
             coalescable: false,
             cancelled: false,
+            pulled: false,
             retries: 0,
             numerator: 0,
             denominator: 0,
@@ -288,6 +291,17 @@ impl JobTable {
         if let Some(hash) = key_hash {
             self.by_unique.insert_unique(hash, (hash, id), |&(h, _)| h);
         }
+        id
+    }
+
+    /// Stores a job that is never coalesced, whatever its unique: one pulled
+    /// from a peer, which coalesced it already.
+    pub fn insert_unindexed(&mut self, mut job: Job) -> JobId {
+        self.next_id += 1;
+        let id = self.next_id;
+        job.id = id;
+        job.coalescable = false;
+        self.jobs.insert(id, job);
         id
     }
 

@@ -20,6 +20,7 @@ mod grab;
 mod held;
 mod job_pages;
 mod jobs;
+mod peering;
 mod status;
 mod store;
 mod submit;
@@ -40,6 +41,7 @@ use std::time::Duration;
 use timers::Timers;
 use tokio::sync::{mpsc, watch, Notify};
 
+pub use peering::{LinkId, PeerCmd, Wanted, PEER_CLIENT_ID};
 pub use timers::Deadline;
 
 /// A connection's id: a counter, never reused (unlike fds).
@@ -163,6 +165,9 @@ struct Conn {
     /// connection's replies wait (see `held`).
     held_acks: Vec<held::HeldAck>,
     held_since: Option<std::time::Instant>,
+    /// For another aggregator's link: the servers its demand comes from
+    /// (its `gearbox-peer:` client id), see `peering`.
+    downstream: Option<Vec<Bytes>>,
 }
 
 /// Connections and their outboxes, kept apart from the job tables so that a
@@ -234,6 +239,8 @@ pub struct Engine {
     submitters: held::Submitters,
     /// Background submits the store refused, for the log.
     refusals: store::Refusals,
+    /// Links to peer job servers (`--peer`), when there are any.
+    peering: peering::Peering,
 }
 
 impl Engine {
@@ -273,6 +280,7 @@ impl Engine {
             held: Vec::new(),
             submitters: held::Submitters::default(),
             refusals: store::Refusals::default(),
+            peering: peering::Peering::default(),
         }
     }
 
@@ -303,6 +311,7 @@ impl Engine {
                 hold_until: 0,
                 held_acks: Vec::new(),
                 held_since: None,
+                downstream: None,
             },
         );
         id
@@ -311,6 +320,7 @@ impl Engine {
     /// Sends every outbox that has bytes, one buffer per connection.
     /// A connection whose unsent bytes pass `max_queued_output` is cut off.
     pub fn flush(&mut self) {
+        self.update_peering();
         loop {
             let mut overflowing = Vec::new();
             for id in self.conns.dirty.drain(..) {
@@ -423,6 +433,9 @@ impl Engine {
         };
         for ability in &c.abilities {
             self.functions.get_mut(ability.func).workers -= 1;
+        }
+        if !c.abilities.is_empty() || c.downstream.is_some() {
+            self.peering.mark_wanted_dirty();
         }
         for id in std::mem::take(&mut c.holding) {
             self.requeue(id);

@@ -26,6 +26,12 @@ impl Engine {
             };
             return self.conns.error(conn, "JOB_NOT_FOUND", text);
         };
+        if self.relay_work(id, p) {
+            if matches!(p.kind, WORK_COMPLETE | WORK_FAIL | WORK_EXCEPTION) {
+                self.remove_job(id);
+            }
+            return;
+        }
         let handle = self.handle_bytes(id);
         let job = self.jobs.get_mut(id).expect("checked above");
         match p.kind {
@@ -76,6 +82,9 @@ impl Engine {
     /// It goes back to the tail of its queue unless nobody wants it any more or
     /// it has used up its `-j` attempts, in which case its clients get WORK_FAIL.
     pub(super) fn requeue(&mut self, id: JobId) {
+        if self.requeue_pulled(id) {
+            return;
+        }
         let retries_limit = self.settings.job_retries;
         let Some(job) = self.jobs.get_mut(id) else {
             return;
@@ -134,14 +143,16 @@ impl Engine {
                 c.attached.remove(&id);
             }
         }
-        if job.background && !job.cancelled {
+        if job.pulled {
+            self.forget_pulled(id);
+        } else if job.background && !job.cancelled {
             self.store.remove(&stored(&self.functions, id, &job));
         }
         Some(job)
     }
 
     /// Bookkeeping for a job that stops being held by `worker`.
-    fn stopped_running(&mut self, worker: ConnId, id: JobId, func: u32) {
+    pub(super) fn stopped_running(&mut self, worker: ConnId, id: JobId, func: u32) {
         self.functions.get_mut(func).running -= 1;
         self.running -= 1;
         if let Some(c) = self.conns.map.get_mut(&worker) {
