@@ -47,6 +47,10 @@ enum AdminCommand {
         #[arg(num_args = 0..=3)]
         limits: Vec<u32>,
     },
+    /// The job servers this gearboxd pulls from (`--peer`), one per line:
+    /// address, state (up, connecting, cooling, idle), failures in a row,
+    /// jobs pulled, jobs in flight, seconds since a job last moved, last error.
+    Peers,
     /// Stop the server (gearboxd; gearmand 1.1.15+ no longer has it).
     Shutdown {
         /// Let running jobs finish first.
@@ -71,6 +75,7 @@ fn line(command: &AdminCommand) -> Result<String, String> {
         AdminCommand::Workers => "workers".into(),
         AdminCommand::Prioritystatus => "prioritystatus".into(),
         AdminCommand::Version => "version".into(),
+        AdminCommand::Peers => "peers".into(),
         AdminCommand::Verbose => "verbose".into(),
         AdminCommand::Getpid => "getpid".into(),
         AdminCommand::ShowJobs => "show jobs".into(),

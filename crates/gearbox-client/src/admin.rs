@@ -221,7 +221,7 @@ pub fn is_listing(line: &str) -> bool {
         .map(|w| w.to_ascii_lowercase())
         .collect();
     match words.first().map(String::as_str) {
-        Some("status" | "workers" | "prioritystatus") => true,
+        Some("status" | "workers" | "prioritystatus" | "peers") => true,
         Some("show") => {
             matches!(
                 words.get(1..).unwrap_or(&[]),
@@ -257,6 +257,7 @@ mod tests {
             "prioritystatus",
             "show jobs",
             "show unique jobs",
+            "peers",
         ] {
             assert!(is_listing(l), "{l}");
         }

@@ -49,7 +49,10 @@ impl Engine {
             AdminCommand::GetPid => format!("OK {}\n", std::process::id()).into_bytes(),
             AdminCommand::Verbose => format!("OK {}\n", self.settings.verbose).into_bytes(),
             AdminCommand::Version => format!("OK {VERSION}\n").into_bytes(),
-            AdminCommand::Peers => self.peering.table.listing(),
+            AdminCommand::Peers => {
+                let figures = self.peer_figures(self.peering.table.len());
+                self.peering.table.listing(&figures)
+            }
             AdminCommand::Shutdown { graceful } => self.shutdown_command(conn, graceful),
         }
     }

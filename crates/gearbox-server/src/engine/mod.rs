@@ -41,7 +41,7 @@ use std::time::Duration;
 use timers::Timers;
 use tokio::sync::{mpsc, watch, Notify};
 
-pub use peering::{LinkId, PeerCmd, Wanted, PEER_CLIENT_ID};
+pub use peering::{LinkId, LinkMsg, PeerCmd, PeerCounters, Wanted, PEER_CLIENT_ID};
 pub use timers::Deadline;
 
 /// A connection's id: a counter, never reused (unlike fds).

@@ -44,25 +44,28 @@ pub const PEER_CLIENT_ID: &[u8] = b"gearbox-peer:";
 /// one: a peer that hangs on GRAB then holds one local worker, not several.
 const MAX_GRABS_PER_LINK: usize = 4;
 
-/// What the engine asks of the links' task. Sent while the engine is locked,
-/// so these are channel sends only; the task does the I/O.
+/// What the engine asks of the peer manager. Sent while the engine is
+/// locked, so these are channel sends only.
 #[derive(Debug)]
 pub enum PeerCmd {
-    /// Send GRAB_JOB_UNIQ.
-    Grab(LinkId),
-    /// Send PRE_SLEEP: the link answered NO_JOB and has nothing in flight.
-    PreSleep(LinkId),
-    /// Send this encoded WORK_* packet, already under the peer's handle;
-    /// `finished` for WORK_COMPLETE, WORK_FAIL and WORK_EXCEPTION.
-    Relay {
-        link: LinkId,
-        packet: Bytes,
-        finished: bool,
-    },
     /// The functions to pull: every function a relayable local worker does.
     Wanted(Vec<Wanted>),
     /// The client id links must carry (see the module doc).
     ClientId(Bytes),
+}
+
+/// What a link's task is asked to send. The engine writes GRABs, PRE_SLEEPs
+/// and results straight to the link, without a hop through the manager: a
+/// pulled job costs no more thread wake-ups than it must.
+#[derive(Debug)]
+pub enum LinkMsg {
+    /// GRAB_JOB_UNIQ; the link times it.
+    Grab,
+    PreSleep,
+    /// An encoded packet: a relayed WORK_*, or SET_CLIENT_ID.
+    Send(Bytes),
+    /// Write what is queued and close.
+    Close,
 }
 
 /// A function to pull, with the timeout to register it with.
@@ -76,20 +79,52 @@ pub struct Wanted {
 
 struct Link {
     name: Bytes,
+    /// Index of the peer in `--peer` order.
+    peer: usize,
+    tx: UnboundedSender<LinkMsg>,
     /// May have work: not answered NO_JOB since it last sent NOOP.
     awake: bool,
     /// Has answered a GRAB with a job.
     proven: bool,
-    /// Local GRABs waiting for this link's answers, oldest first.
-    waiting: VecDeque<(ConnId, Assign)>,
+    /// One entry per GRAB in flight upstream, oldest first: the local GRAB
+    /// it serves, or `None` once that was served elsewhere (the link was
+    /// slow); a job it brings then waits here for the next local GRAB.
+    waiting: VecDeque<Option<(ConnId, Assign)>>,
     pre_sleep_sent: bool,
+    /// A GRAB has been in flight longer than the hold bound: ask it nothing
+    /// more until it answers.
+    slow: bool,
 }
 
 impl Link {
     fn eligible(&self) -> bool {
         let limit = if self.proven { MAX_GRABS_PER_LINK } else { 1 };
-        self.awake && self.waiting.len() < limit
+        // A closed queue is a link whose task has gone and whose link_down
+        // has not arrived yet: ask it nothing.
+        self.awake && !self.slow && self.waiting.len() < limit && !self.tx.is_closed()
     }
+
+    fn send(&self, msg: LinkMsg) {
+        let _ = self.tx.send(msg);
+    }
+}
+
+/// GRABs one source serves in a row before the next source's turn.
+const TURN: u32 = 4;
+
+/// A function's rotation over its sources.
+#[derive(Default)]
+struct Turn {
+    index: usize,
+    served: u32,
+}
+
+/// What `peers` shows per peer that only the engine knows.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PeerCounters {
+    pub pulled: u64,
+    /// When a job was last pulled from it or its result relayed.
+    pub last_moved: Option<std::time::Instant>,
 }
 
 /// A job pulled from a peer: where its results go. `link` is `None` once
@@ -106,10 +141,11 @@ pub(super) struct Peering {
     pub(super) table: PeerTable,
     server_id: Bytes,
     links: BTreeMap<LinkId, Link>,
-    /// Per function: the next source to serve, counting the local queue.
-    cursor: HashMap<Bytes, usize>,
+    /// Per function: whose turn it is, counting the local queue.
+    cursor: HashMap<Bytes, Turn>,
     pulled: HashMap<JobId, Pulled>,
     grabs_in_flight: usize,
+    counters: Vec<PeerCounters>,
     wanted_dirty: bool,
     wanted_sent: Vec<Wanted>,
     client_id_sent: Bytes,
@@ -122,6 +158,13 @@ impl Peering {
         if let Some(tx) = &self.tx {
             let _ = tx.send(cmd);
         }
+    }
+
+    fn counters(&mut self, peer: usize) -> &mut PeerCounters {
+        if self.counters.len() <= peer {
+            self.counters.resize(peer + 1, PeerCounters::default());
+        }
+        &mut self.counters[peer]
     }
 
     pub(super) fn enabled(&self) -> bool {
@@ -186,20 +229,28 @@ impl Engine {
     }
 
     /// Picks the next source for function `name` in turn: `None` is the local
-    /// queue (when `local` says it has work), `Some` a link.
+    /// queue (when `local` says it has work), `Some` a link. Each source
+    /// serves [`TURN`] GRABs in a row, so that a worker's result and its next
+    /// GRAB usually go to the same peer in one write, and several workers'
+    /// GRABs to one link leave together: one wake-up where strict
+    /// alternation costs two.
     pub(super) fn next_source(
         &mut self,
         name: &Bytes,
         local: bool,
         links: &[LinkId],
     ) -> Option<LinkId> {
-        let sources = links.len() + usize::from(local);
         if links.is_empty() {
             return None;
         }
-        let cursor = self.peering.cursor.entry(name.clone()).or_insert(0);
-        let pick = *cursor % sources;
-        *cursor = cursor.wrapping_add(1);
+        let sources = links.len() + usize::from(local);
+        let turn = self.peering.cursor.entry(name.clone()).or_default();
+        let pick = turn.index % sources;
+        turn.served += 1;
+        if turn.served >= TURN {
+            turn.served = 0;
+            turn.index = turn.index.wrapping_add(1);
+        }
         if local && pick == 0 {
             None
         } else {
@@ -212,10 +263,10 @@ impl Engine {
         let Some(l) = self.peering.links.get_mut(&link) else {
             return;
         };
-        l.waiting.push_back((conn, assign));
+        l.waiting.push_back(Some((conn, assign)));
         l.pre_sleep_sent = false;
+        l.send(LinkMsg::Grab);
         self.peering.grabs_in_flight += 1;
-        self.peering.send(PeerCmd::Grab(link));
     }
 
     /// Upstream GRABs in flight: a graceful shutdown waits for them too.
@@ -226,18 +277,43 @@ impl Engine {
     /// A link has connected, registered and answered its probe. It starts
     /// asleep with PRE_SLEEP sent, which the peer answers with NOOP at once
     /// if it has work.
-    pub fn link_up(&mut self, link: LinkId, name: &[u8]) {
-        self.peering.links.insert(
-            link,
-            Link {
-                name: Bytes::copy_from_slice(name),
-                awake: false,
-                proven: false,
-                waiting: VecDeque::new(),
-                pre_sleep_sent: true,
-            },
-        );
-        self.peering.send(PeerCmd::PreSleep(link));
+    pub fn link_up(
+        &mut self,
+        link: LinkId,
+        peer: usize,
+        name: &[u8],
+        tx: UnboundedSender<LinkMsg>,
+    ) {
+        let l = Link {
+            name: Bytes::copy_from_slice(name),
+            peer,
+            tx,
+            awake: false,
+            proven: false,
+            waiting: VecDeque::new(),
+            pre_sleep_sent: true,
+            slow: false,
+        };
+        if l.tx.is_closed() {
+            return;
+        }
+        l.send(LinkMsg::PreSleep);
+        self.peering.links.insert(link, l);
+    }
+
+    /// The link's oldest GRAB has waited longer than the hold bound: serve
+    /// the local GRABs it holds from other sources now, and ask it nothing
+    /// more until it answers. (If it never does, the link fails at its
+    /// timeout; if it does, the job waits here for the next local GRAB.)
+    pub fn link_slow(&mut self, link: LinkId) {
+        let Some(l) = self.peering.links.get_mut(&link) else {
+            return;
+        };
+        l.slow = true;
+        let held: Vec<(ConnId, Assign)> = l.waiting.iter_mut().filter_map(Option::take).collect();
+        for (conn, assign) in held {
+            self.regrab(conn, assign);
+        }
     }
 
     /// NOOP from the peer: it has work. Wake one sleeper that can take it.
@@ -263,13 +339,16 @@ impl Engine {
             return;
         };
         l.awake = false;
-        let waiter = l.waiting.pop_front();
+        l.slow = false;
+        let Some(waiter) = l.waiting.pop_front() else {
+            return;
+        };
+        self.peering.grabs_in_flight -= 1;
         self.sleep_link_if_idle(link);
         if let Some((conn, assign)) = waiter {
-            self.peering.grabs_in_flight -= 1;
             self.regrab(conn, assign);
-            self.notify_if_drained();
         }
+        self.notify_if_drained();
     }
 
     fn sleep_link_if_idle(&mut self, link: LinkId) {
@@ -278,7 +357,7 @@ impl Engine {
         };
         if !l.awake && l.waiting.is_empty() && !l.pre_sleep_sent {
             l.pre_sleep_sent = true;
-            self.peering.send(PeerCmd::PreSleep(link));
+            l.send(LinkMsg::PreSleep);
         }
     }
 
@@ -298,11 +377,18 @@ impl Engine {
             return;
         };
         l.proven = true;
-        let waiter = l.waiting.pop_front();
-        let awake = l.awake;
-        if waiter.is_some() {
-            self.peering.grabs_in_flight -= 1;
-        }
+        l.slow = false;
+        let (peer, awake) = (l.peer, l.awake);
+        let waiter = match l.waiting.pop_front() {
+            Some(waiter) => {
+                self.peering.grabs_in_flight -= 1;
+                waiter
+            }
+            None => None,
+        };
+        let counters = self.peering.counters(peer);
+        counters.pulled += 1;
+        counters.last_moved = Some(std::time::Instant::now());
         let func = self.functions.get_or_create(name);
         let mut job = Job::new(func, HIGH, JobState::Queued, true, unique, b"", data);
         job.pulled = true;
@@ -351,18 +437,25 @@ impl Engine {
                 pulled.link = None;
             }
         }
-        for (conn, assign) in l.waiting {
+        for waiter in l.waiting {
             self.peering.grabs_in_flight -= 1;
-            self.regrab(conn, assign);
+            if let Some((conn, assign)) = waiter {
+                self.regrab(conn, assign);
+            }
         }
         self.notify_if_drained();
     }
 
     /// Serves a GRAB again after its link could not.
     fn regrab(&mut self, conn: ConnId, assign: Assign) {
-        if self.conns.map.contains_key(&conn) {
-            self.route_grab(conn, assign, None);
+        if !self.conns.map.contains_key(&conn) {
+            return;
         }
+        if self.draining {
+            // A graceful shutdown starts no new pull.
+            return self.conns.send(conn, PacketType::NO_JOB, &[]);
+        }
+        self.route_grab(conn, assign, None);
     }
 
     fn notify_if_drained(&self) {
@@ -391,11 +484,11 @@ impl Engine {
         fields.extend(p.args().iter().skip(1).map(|a| &a[..]));
         let mut buf = BytesMut::new();
         encode_req(&mut buf, p.kind, &fields);
-        self.peering.send(PeerCmd::Relay {
-            link,
-            packet: buf.freeze(),
-            finished: is_final(p.kind),
-        });
+        if let Some(l) = self.peering.links.get(&link) {
+            l.send(LinkMsg::Send(buf.freeze()));
+            let peer = l.peer;
+            self.peering.counters(peer).last_moved = Some(std::time::Instant::now());
+        }
         true
     }
 
@@ -428,6 +521,63 @@ impl Engine {
         self.functions.get_mut(func).push_front(HIGH, id);
         self.wake(func, 1);
         true
+    }
+
+    /// A pulled job's CAN_DO_TIMEOUT expired here. If its link registered
+    /// the function with a timeout, the peer's own timer (armed when it
+    /// assigned the job, so no later than ours) re-queues it there: drop it
+    /// here, or it would run twice. Otherwise it is re-queued here. Returns
+    /// false if `id` is not a pulled job.
+    pub(super) fn pulled_timed_out(&mut self, id: JobId) -> bool {
+        let Some(pulled) = self.peering.pulled.get(&id) else {
+            return false;
+        };
+        if pulled.link.is_none() {
+            self.remove_job(id);
+            return true;
+        }
+        let name = self
+            .jobs
+            .get(id)
+            .map(|j| self.functions.get(j.func).name.clone());
+        let timed_upstream = self
+            .peering
+            .wanted_sent
+            .iter()
+            .any(|w| Some(&w.name) == name.as_ref() && w.timeout.is_some());
+        if !timed_upstream {
+            return false;
+        }
+        tracing::info!(
+            job = id,
+            handle = %String::from_utf8_lossy(&pulled.handle),
+            "CAN_DO_TIMEOUT expired on a pulled job; its peer re-queues it"
+        );
+        self.remove_job(id);
+        true
+    }
+
+    /// Per peer, in `--peer` order: its counters and the GRABs and pulled
+    /// jobs it has in flight, for `peers`.
+    pub(super) fn peer_figures(&self, peers: usize) -> Vec<(PeerCounters, usize)> {
+        let mut figures: Vec<(PeerCounters, usize)> = (0..peers)
+            .map(|p| (self.peering.counters.get(p).copied().unwrap_or_default(), 0))
+            .collect();
+        for l in self.peering.links.values() {
+            if let Some(f) = figures.get_mut(l.peer) {
+                f.1 += l.waiting.len();
+            }
+        }
+        for pulled in self.peering.pulled.values() {
+            let peer = pulled
+                .link
+                .and_then(|id| self.peering.links.get(&id))
+                .map(|l| l.peer);
+            if let Some(f) = peer.and_then(|p| figures.get_mut(p)) {
+                f.1 += 1;
+            }
+        }
+        figures
     }
 
     /// Sends the links' registrations and client id if they changed. Called

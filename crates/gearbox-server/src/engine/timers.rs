@@ -50,6 +50,9 @@ impl Engine {
             let live = self.jobs.get(id).is_some_and(
                 |j| matches!(j.state, JobState::Running { assignment: a, .. } if a == assignment),
             );
+            if live && self.pulled_timed_out(id) {
+                continue;
+            }
             if live {
                 tracing::info!(
                     job = id,

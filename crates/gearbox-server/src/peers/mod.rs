@@ -1,12 +1,14 @@
 //! Peer aggregation (`--peer`): the links that pull jobs from other job
 //! servers for this server's workers.
 //!
-//! One manager task owns every link's connection state, its peer's health
-//! and backoff, and the deadlines; one small task per link does the I/O
-//! ([`link`]). Which GRAB goes where is the engine's decision
-//! (`engine::peering`): the engine sends [`PeerCmd`]s, the manager reports
-//! what the peers said by calling the engine. No peer I/O runs under the
-//! engine lock, and a dead, silent or hung peer costs only its own links.
+//! One manager task decides which links exist (one per peer and wanted
+//! function) and owns each peer's health and backoff. One task per link
+//! ([`link`]) does its I/O and times its GRABs and probes. Which GRAB goes
+//! where is the engine's decision (`engine::peering`): the engine writes
+//! GRABs and results straight to the links' queues, and the links hand the
+//! peers' answers straight to the engine, so a pulled job crosses no
+//! manager. No peer I/O runs under the engine lock, and a dead, silent or
+//! hung peer costs only its own links.
 
 mod link;
 mod status;
@@ -14,22 +16,17 @@ mod status;
 pub use status::{PeerRow, PeerTable};
 
 use crate::dispatch::Dispatch;
-use crate::engine::{LinkId, PeerCmd, Wanted};
+use crate::engine::{LinkId, LinkMsg, PeerCmd, Wanted};
 use bytes::{Bytes, BytesMut};
 use gearbox_client::{Backoff, BackoffPolicy, Health, ServerAddr};
 use gearbox_proto::packet::encode_req;
-use gearbox_proto::{Packet, PacketType};
-use std::collections::{HashMap, VecDeque};
+use gearbox_proto::PacketType;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// How often a link that has heard nothing is probed with ECHO, so that a
-/// peer that vanished without a FIN (a partition, a frozen VM) is found even
-/// while nothing is queued anywhere.
-const IDLE_PROBE: Duration = Duration::from_secs(10);
 
 /// How the links connect and when they give up.
 #[derive(Debug, Clone)]
@@ -60,12 +57,11 @@ impl PeerOptions {
     }
 }
 
-/// What a link task reports. (Moved once, into the manager: the packet
-/// stays inline rather than costing an allocation.)
-#[allow(clippy::large_enum_variant)]
+/// What a link task reports.
 pub(crate) enum LinkEvent {
     Up(LinkId),
-    Packet(LinkId, Packet),
+    /// The peer handed over its first job on this link.
+    Proven(LinkId),
     Failed(LinkId, String),
     Closed,
 }
@@ -104,24 +100,24 @@ struct PeerState {
     addr: ServerAddr,
     backoff: Backoff,
     health: Health,
-    pulled: u64,
-    last_moved: Option<Instant>,
     last_error: String,
 }
 
 struct LinkState {
     peer: usize,
     wanted: Wanted,
-    out: UnboundedSender<Bytes>,
+    tx: UnboundedSender<LinkMsg>,
     /// Probed and known to the engine.
     up: bool,
-    /// When each GRAB in flight was sent, oldest first.
-    grabs: VecDeque<Instant>,
-    /// Jobs assigned on this connection whose result is not yet relayed.
-    holding: usize,
-    probe_since: Option<Instant>,
-    last_heard: Instant,
     task: JoinHandle<()>,
+}
+
+impl LinkState {
+    fn send(&self, kind: PacketType, fields: &[&[u8]]) {
+        let mut buf = BytesMut::new();
+        encode_req(&mut buf, kind, fields);
+        let _ = self.tx.send(LinkMsg::Send(buf.freeze()));
+    }
 }
 
 struct Manager {
@@ -147,8 +143,6 @@ impl Manager {
                 addr: addr.clone(),
                 backoff: Backoff::new(options.backoff),
                 health: Health::Connecting,
-                pulled: 0,
-                last_moved: None,
                 last_error: String::new(),
             })
             .collect();
@@ -170,9 +164,9 @@ impl Manager {
         loop {
             self.reconcile();
             self.publish();
-            let deadline = self.next_deadline();
+            let next_retry = self.next_retry();
             let sleep = async {
-                match deadline {
+                match next_retry {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
                     None => std::future::pending().await,
                 }
@@ -188,7 +182,7 @@ impl Manager {
                     None => break,
                 },
                 Some(event) = self.events_rx.recv() => self.event(event),
-                _ = sleep => self.check_deadlines(),
+                _ = sleep => {}
                 _ = stop.changed() => break,
             }
         }
@@ -230,27 +224,26 @@ impl Manager {
     fn start_link(&mut self, peer: usize, wanted: Wanted) {
         self.next_link += 1;
         let id = self.next_link;
-        let (out, out_rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::unbounded_channel();
         let spec = link::LinkSpec {
             id,
+            peer,
             addr: self.peers[peer].addr.clone(),
             wanted: wanted.clone(),
             client_id: self.client_id.clone(),
             connect_timeout: self.options.connect_timeout,
             response_timeout: self.options.response_timeout,
+            dispatch: self.dispatch.clone(),
+            tx: tx.clone(),
         };
-        let task = tokio::spawn(link::run(spec, self.events_tx.clone(), out_rx));
+        let task = tokio::spawn(link::run(spec, self.events_tx.clone(), rx));
         self.links.insert(
             id,
             LinkState {
                 peer,
                 wanted,
-                out,
+                tx,
                 up: false,
-                grabs: VecDeque::new(),
-                holding: 0,
-                probe_since: None,
-                last_heard: Instant::now(),
                 task,
             },
         );
@@ -260,42 +253,13 @@ impl Manager {
     /// re-queues any job still assigned on it.
     fn close_link(&mut self, id: LinkId) {
         if let Some(link) = self.links.remove(&id) {
-            if link.up {
-                self.dispatch.with(|engine| engine.link_down(id));
-            }
+            let _ = link.tx.send(LinkMsg::Close);
+            self.dispatch.with(|engine| engine.link_down(id));
         }
     }
 
     fn command(&mut self, cmd: PeerCmd) {
         match cmd {
-            PeerCmd::Grab(id) => {
-                if let Some(link) = self.links.get_mut(&id) {
-                    link.grabs.push_back(Instant::now());
-                    send(link, PacketType::GRAB_JOB_UNIQ, &[]);
-                }
-            }
-            PeerCmd::PreSleep(id) => {
-                if let Some(link) = self.links.get_mut(&id) {
-                    send(link, PacketType::PRE_SLEEP, &[]);
-                }
-            }
-            PeerCmd::Relay {
-                link: id,
-                packet,
-                finished,
-            } => match self.links.get_mut(&id) {
-                Some(link) => {
-                    let _ = link.out.send(packet);
-                    if finished {
-                        link.holding = link.holding.saturating_sub(1);
-                    }
-                    self.peers[link.peer].last_moved = Some(Instant::now());
-                }
-                None => tracing::info!(
-                    link = id,
-                    "result of a pulled job dropped: its peer connection has gone and the peer has re-queued it"
-                ),
-            },
             PeerCmd::Wanted(wanted) => {
                 let filter = &self.options.functions;
                 self.wanted = wanted
@@ -304,8 +268,8 @@ impl Manager {
                     .collect();
             }
             PeerCmd::ClientId(client_id) => {
-                for link in self.links.values_mut() {
-                    send(link, PacketType::SET_CLIENT_ID, &[&client_id]);
+                for link in self.links.values() {
+                    link.send(PacketType::SET_CLIENT_ID, &[&client_id]);
                 }
                 self.client_id = client_id;
             }
@@ -316,62 +280,25 @@ impl Manager {
         match event {
             LinkEvent::Up(id) => {
                 let Some(link) = self.links.get_mut(&id) else {
+                    // Closed meanwhile: the engine learnt of it, so forget it.
+                    self.dispatch.with(|engine| engine.link_down(id));
                     return;
                 };
                 link.up = true;
-                link.last_heard = Instant::now();
-                let (peer, name) = (link.peer, link.wanted.name.clone());
+                let peer = link.peer;
                 self.set_health(peer, Health::Up);
-                self.dispatch.with(|engine| engine.link_up(id, &name));
             }
-            LinkEvent::Packet(id, packet) => self.packet(id, packet),
+            LinkEvent::Proven(id) => {
+                if let Some(peer) = self.links.get(&id).map(|l| l.peer) {
+                    self.peers[peer].backoff.succeed();
+                }
+            }
             LinkEvent::Failed(id, reason) => {
                 if let Some(peer) = self.links.get(&id).map(|l| l.peer) {
                     self.peer_failed(peer, reason);
                 }
             }
             LinkEvent::Closed => {}
-        }
-    }
-
-    fn packet(&mut self, id: LinkId, p: Packet) {
-        let Some(link) = self.links.get_mut(&id) else {
-            return;
-        };
-        let now = Instant::now();
-        link.last_heard = now;
-        let peer = link.peer;
-        match p.kind {
-            PacketType::NOOP => self.dispatch.with(|engine| engine.link_awake(id)),
-            PacketType::NO_JOB => {
-                link.grabs.pop_front();
-                self.dispatch.with(|engine| engine.link_no_job(id));
-            }
-            PacketType::JOB_ASSIGN_UNIQ | PacketType::JOB_ASSIGN => {
-                link.grabs.pop_front();
-                link.holding += 1;
-                let state = &mut self.peers[peer];
-                state.pulled += 1;
-                state.last_moved = Some(now);
-                state.backoff.succeed();
-                let (unique, data) = if p.kind == PacketType::JOB_ASSIGN_UNIQ {
-                    (p.arg(2).clone(), p.arg(3).clone())
-                } else {
-                    (Bytes::new(), p.arg(2).clone())
-                };
-                self.dispatch
-                    .with(|engine| engine.link_job(id, p.arg(0), p.arg(1), &unique, &data));
-            }
-            PacketType::ECHO_RES => link.probe_since = None,
-            PacketType::ERROR => {
-                let reason = format!(
-                    "ERROR {} {}",
-                    String::from_utf8_lossy(p.arg(0)),
-                    String::from_utf8_lossy(p.arg(1))
-                );
-                self.peer_failed(peer, reason);
-            }
-            _ => {}
         }
     }
 
@@ -385,22 +312,16 @@ impl Manager {
             .filter(|(_, l)| l.peer == peer)
             .map(|(&id, _)| id)
             .collect();
-        let mut down = Vec::new();
-        for id in ids {
-            if let Some(link) = self.links.remove(&id) {
+        for id in &ids {
+            if let Some(link) = self.links.remove(id) {
                 link.task.abort();
-                if link.up {
-                    down.push(id);
-                }
             }
         }
-        if !down.is_empty() {
-            self.dispatch.with(|engine| {
-                for id in down {
-                    engine.link_down(id);
-                }
-            });
-        }
+        self.dispatch.with(|engine| {
+            for id in ids {
+                engine.link_down(id);
+            }
+        });
         let state = &mut self.peers[peer];
         let delay = state.backoff.fail();
         state.last_error = reason.clone();
@@ -418,66 +339,39 @@ impl Manager {
         state.health = health;
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        let timeout = self.options.response_timeout;
-        let links = self.links.values().filter(|l| l.up).flat_map(|l| {
-            let grab = l.grabs.front().map(|&t| t + timeout);
-            let probe = match l.probe_since {
-                Some(t) => t + timeout,
-                None => l.last_heard + IDLE_PROBE,
-            };
-            grab.into_iter().chain([probe])
-        });
-        let cooling = self.peers.iter().filter_map(|p| match p.health {
-            Health::CoolingDown { until, .. } if !self.wanted.is_empty() => Some(until),
-            _ => None,
-        });
-        links.chain(cooling).min()
+    /// When the first cooling peer may be tried again (only matters while
+    /// there is something to pull).
+    fn next_retry(&self) -> Option<Instant> {
+        if self.wanted.is_empty() {
+            return None;
+        }
+        self.peers
+            .iter()
+            .filter_map(|p| match p.health {
+                Health::CoolingDown { until, .. } => Some(until),
+                _ => None,
+            })
+            .min()
     }
 
-    fn check_deadlines(&mut self) {
-        let now = Instant::now();
-        let timeout = self.options.response_timeout;
-        let mut failed: Vec<(usize, String)> = Vec::new();
-        for link in self.links.values_mut().filter(|l| l.up) {
-            if link.grabs.front().is_some_and(|&t| t + timeout <= now) {
-                failed.push((link.peer, format!("GRAB unanswered for {timeout:?}")));
-            } else if link.probe_since.is_some_and(|t| t + timeout <= now) {
-                failed.push((link.peer, format!("ECHO unanswered for {timeout:?}")));
-            } else if link.probe_since.is_none() && link.last_heard + IDLE_PROBE <= now {
-                link.probe_since = Some(now);
-                send(link, PacketType::ECHO_REQ, &[b"gearbox-peer-idle-probe"]);
-            }
-        }
-        for (peer, reason) in failed {
-            if self.links.values().any(|l| l.peer == peer) {
-                self.peer_failed(peer, reason);
-            }
-        }
-    }
-
-    /// Writes the table that `peers` prints.
+    /// Writes the table that `peers` prints (the engine adds its counters).
     fn publish(&self) {
-        let now = Instant::now();
         let rows = self
             .peers
             .iter()
             .enumerate()
             .map(|(i, p)| {
-                let links: Vec<&LinkState> = self.links.values().filter(|l| l.peer == i).collect();
+                let mut links = self.links.values().filter(|l| l.peer == i).peekable();
                 let state = match &p.health {
                     Health::CoolingDown { .. } => "cooling",
-                    _ if links.is_empty() => "idle",
-                    _ if links.iter().any(|l| l.up) => "up",
+                    _ if links.peek().is_none() => "idle",
+                    _ if links.any(|l| l.up) => "up",
                     _ => "connecting",
                 };
                 PeerRow {
                     addr: p.addr.to_string(),
                     state,
                     failures: p.backoff.failures(),
-                    pulled: p.pulled,
-                    in_flight: links.iter().map(|l| l.grabs.len() + l.holding).sum(),
-                    idle_s: p.last_moved.map(|t| now.duration_since(t).as_secs()),
                     last_error: p.last_error.clone(),
                 }
             })
@@ -485,19 +379,21 @@ impl Manager {
         self.table.set(rows);
     }
 
-    /// Drops every link's queue, so each writes what it has and closes, and
-    /// waits for them.
+    /// Asks every link to write what it has and close, and waits for them.
+    /// Links still connecting have nothing to write: they are cut off.
     async fn close_all(&mut self) {
         let links: Vec<LinkState> = self.links.drain().map(|(_, l)| l).collect();
-        let tasks: Vec<JoinHandle<()>> = links.into_iter().map(|l| l.task).collect();
+        let mut tasks = Vec::new();
+        for link in links {
+            if link.up {
+                let _ = link.tx.send(LinkMsg::Close);
+                tasks.push(link.task);
+            } else {
+                link.task.abort();
+            }
+        }
         for task in tasks {
             let _ = task.await;
         }
     }
-}
-
-fn send(link: &LinkState, kind: PacketType, fields: &[&[u8]]) {
-    let mut buf = BytesMut::new();
-    encode_req(&mut buf, kind, fields);
-    let _ = link.out.send(buf.freeze());
 }

@@ -3,8 +3,10 @@
 //! moves nothing" is how RabbitMQ's shovels are known to fail, so each row
 //! says how long ago a job last moved.
 
+use crate::engine::PeerCounters;
 use gearbox_client::ServerAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerRow {
@@ -13,12 +15,6 @@ pub struct PeerRow {
     pub state: &'static str,
     /// Failures in a row; reset once the peer hands over a job.
     pub failures: u32,
-    /// Jobs pulled from this peer since start.
-    pub pulled: u64,
-    /// GRABs in flight plus pulled jobs not yet finished.
-    pub in_flight: usize,
-    /// Seconds since a job was last pulled from or finished for this peer.
-    pub idle_s: Option<u64>,
     pub last_error: String,
 }
 
@@ -34,9 +30,6 @@ impl PeerTable {
                 addr: a.to_string(),
                 state: "idle",
                 failures: 0,
-                pulled: 0,
-                in_flight: 0,
-                idle_s: None,
                 last_error: String::new(),
             })
             .collect();
@@ -47,17 +40,31 @@ impl PeerTable {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = rows;
     }
 
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn rows(&self) -> Vec<PeerRow> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// `ADDRESS STATE FAILURES PULLED IN_FLIGHT IDLE_S LAST_ERROR`, tab
-    /// separated, then `.`: the shape of `status` and `workers`. IDLE_S is
-    /// `-` before the first job; LAST_ERROR is `-` when there was none.
-    pub fn listing(&self) -> Vec<u8> {
+    /// separated, then `.`: the shape of `status` and `workers`. The engine
+    /// gives, per peer, its counters and the jobs it has in flight (GRABs
+    /// waiting plus pulled jobs not finished). IDLE_S is `-` before the first
+    /// job; LAST_ERROR is `-` when there was none.
+    pub fn listing(&self, figures: &[(PeerCounters, usize)]) -> Vec<u8> {
         let mut out = String::new();
-        for r in self.rows() {
-            let idle = r.idle_s.map_or("-".to_string(), |s| s.to_string());
+        let now = Instant::now();
+        for (i, r) in self.rows().into_iter().enumerate() {
+            let (counters, in_flight) = figures.get(i).copied().unwrap_or_default();
+            let idle = counters.last_moved.map_or("-".to_string(), |t| {
+                now.duration_since(t).as_secs().to_string()
+            });
             let error = if r.last_error.is_empty() {
                 "-".to_string()
             } else {
@@ -65,7 +72,7 @@ impl PeerTable {
             };
             out.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-                r.addr, r.state, r.failures, r.pulled, r.in_flight, idle, error
+                r.addr, r.state, r.failures, counters.pulled, in_flight, idle, error
             ));
         }
         out.push_str(".\n");
