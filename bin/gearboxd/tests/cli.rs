@@ -515,3 +515,55 @@ fn log_file_receives_structured_lines() {
     );
     assert!(Path::new(&log).exists());
 }
+
+/// Sends an admin line and reads its listing up to the final `.` line.
+fn admin_listing(stream: &mut (impl Read + Write), line: &str) -> String {
+    stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !(reply == b".\n" || reply.ends_with(b"\n.\n")) {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed");
+        reply.push(byte[0]);
+    }
+    String::from_utf8(reply).unwrap()
+}
+
+#[test]
+fn peers_come_from_the_command_line_and_the_config_file() {
+    let dir = temp_dir("peers");
+    let port = free_port();
+    let (a, b) = (free_port(), free_port());
+    let conf = dir.join("gearmand.conf");
+    std::fs::write(
+        &conf,
+        format!("--port={port} --listen=127.0.0.1\n--peer=127.0.0.1:{a} --peer-function=resize\n"),
+    )
+    .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .arg(format!("--config-file={}", conf.display()))
+        .args(["--peer", &format!("[::1]:{b}")]);
+    let server = Daemon::spawn(&mut command, port);
+    let mut c = server.connect();
+    // No local worker yet, so no link: both peers are idle.
+    let listing = admin_listing(&mut c, "peers");
+    assert_eq!(
+        listing,
+        format!("127.0.0.1:{a}\tidle\t0\t0\t0\t-\t-\n[::1]:{b}\tidle\t0\t0\t0\t-\t-\n.\n")
+    );
+
+    let out = run(&["--peer", "127.0.0.1:notaport"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad port"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn peers_without_peers_is_an_empty_listing() {
+    let server = Daemon::start(free_port(), &[]);
+    let mut c = server.connect();
+    assert_eq!(admin_listing(&mut c, "peers"), ".\n");
+}
