@@ -48,6 +48,9 @@ struct Args {
     roundtrips: usize,
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// An extra flag for the aggregators (repeatable), e.g. `--aggregator-arg=-t1`.
+    #[arg(long = "aggregator-arg", allow_hyphen_values = true)]
+    aggregator_args: Vec<String>,
     /// Where to write the report.
     #[arg(long, default_value = "benches/RESULTS-peers.md")]
     out: PathBuf,
@@ -122,6 +125,7 @@ fn aggregator(args: &Args, dir: &Path, label: &str, peers: &[String]) -> Result<
     for peer in peers {
         cmd.args(["--peer", peer]);
     }
+    cmd.args(&args.aggregator_args);
     log_to(&mut cmd, &log)?;
     start(cmd, label, format!("127.0.0.1:{port}"), &log)
 }
