@@ -78,6 +78,10 @@ pub enum Program {
     /// `libgearman_submit` (benches/c/libgearman_submit.c), built by
     /// `benches/compare` with `cc ... -lgearman`: real libgearman client code.
     LibgearmanSubmit,
+    /// `libgearman_worker` (benches/c/libgearman_worker.c), built the same
+    /// way: real libgearman workers (`gearman_worker_work`), draining a
+    /// backlog or serving `gearman_client_do` round trips.
+    LibgearmanWorker,
 }
 
 impl Program {
@@ -85,6 +89,17 @@ impl Program {
         match self {
             Program::Loadgen => "loadgen",
             Program::LibgearmanSubmit => "libgearman_submit",
+            Program::LibgearmanWorker => "libgearman_worker",
+        }
+    }
+
+    /// The C source `benches/compare` builds the program from; `None` for
+    /// loadgen (cargo builds it).
+    pub fn c_source(self) -> Option<&'static str> {
+        match self {
+            Program::Loadgen => None,
+            Program::LibgearmanSubmit => Some("benches/c/libgearman_submit.c"),
+            Program::LibgearmanWorker => Some("benches/c/libgearman_worker.c"),
         }
     }
 }
@@ -208,6 +223,44 @@ pub fn specs(quick: bool) -> Vec<Spec> {
     };
     let submit = n(200_000, 10_000);
     let mem = n(1_000_000, 50_000);
+    let (lg_drain, lg_drain_1m, lg_rt) = (n(50_000, 5_000), n(1_000_000, 20_000), n(50_000, 2_000));
+    // The rows of the drains through libgearman workers.
+    let lg_drain_rows = |rss: bool| {
+        let mut rows = vec![
+            row("drain_jobs_per_s", "drain jobs/s", Better::Higher, 0),
+            row(
+                "jobs_per_server_cpu_s",
+                "drained jobs per server CPU-second",
+                Better::Higher,
+                0,
+            ),
+            row(
+                "server_cpu_us_per_job",
+                "server CPU µs per drained job",
+                Better::Lower,
+                2,
+            ),
+            row(
+                "client_cpu_us_per_job",
+                "workers' (libgearman) CPU µs per job",
+                Better::Info,
+                2,
+            ),
+            row(
+                "fill_jobs_per_s",
+                "fill jobs/s (libgearman, before the drain)",
+                Better::Higher,
+                0,
+            ),
+        ];
+        if rss {
+            rows.push(mib(
+                "server_rss_queued_kib",
+                "server RSS with the backlog queued, MiB",
+            ));
+        }
+        rows
+    };
     vec![
         Spec {
             program: Program::Loadgen,
@@ -306,6 +359,34 @@ pub fn specs(quick: bool) -> Vec<Spec> {
             ],
         },
         Spec {
+            program: Program::LibgearmanWorker,
+            id: "drain-libgearman",
+            title: format!(
+                "drain through libgearman workers: {lg_drain} jobs queued through libgearman (4 clients, add_task_background × 100 + run_tasks, uuid uniques), then 4 libgearman workers (threads, gearman_worker_work: GRAB_JOB_ALL, one packet per write, PRE_SLEEP after NO_JOB) drain them, 100 B"
+            ),
+            args: args(&format!(
+                "--mode drain --jobs {lg_drain} --workers 4 --fill-clients 4 --batch 100 --payload 100 --duration 60"
+            )),
+            gearbox_unix: false,
+            vs_gearmand_t1: false,
+            deadline_s: 180,
+            rows: lg_drain_rows(false),
+        },
+        Spec {
+            program: Program::LibgearmanWorker,
+            id: "drain-1m-libgearman",
+            title: format!(
+                "{lg_drain_1m}-job backlog drained by 4 libgearman workers (queued as in drain-libgearman), 100 B"
+            ),
+            args: args(&format!(
+                "--mode drain --jobs {lg_drain_1m} --workers 4 --fill-clients 4 --batch 100 --payload 100 --duration 120"
+            )),
+            gearbox_unix: false,
+            vs_gearmand_t1: false,
+            deadline_s: 300,
+            rows: lg_drain_rows(true),
+        },
+        Spec {
             program: Program::Loadgen,
             id: "roundtrip",
             title: format!(
@@ -329,6 +410,42 @@ pub fn specs(quick: bool) -> Vec<Spec> {
                     "jobs per server CPU-second",
                     Better::Higher,
                     0,
+                ),
+            ],
+        },
+        Spec {
+            program: Program::LibgearmanWorker,
+            id: "roundtrip-libgearman",
+            title: format!(
+                "roundtrip through libgearman: 4 clients (threads) each gearman_client_do one job at a time, 4 libgearman echo workers (gearman_worker_work), {lg_rt} jobs, 100 B"
+            ),
+            args: args(&format!(
+                "--mode roundtrip --clients 4 --workers 4 --jobs {lg_rt} --payload 100 --duration 60"
+            )),
+            gearbox_unix: false,
+            vs_gearmand_t1: true,
+            deadline_s: 120,
+            rows: vec![
+                row("jobs_per_s", "jobs/s", Better::Higher, 0),
+                row(
+                    "jobs_per_server_cpu_s",
+                    "jobs per server CPU-second",
+                    Better::Higher,
+                    0,
+                ),
+                row(
+                    "server_cpu_us_per_job",
+                    "server CPU µs per job",
+                    Better::Lower,
+                    2,
+                ),
+                row("p50_us", "p50 gearman_client_do, µs", Better::Lower, 0),
+                row("p99_us", "p99 gearman_client_do, µs", Better::Lower, 0),
+                row(
+                    "client_cpu_us_per_job",
+                    "clients' + workers' (libgearman) CPU µs per job",
+                    Better::Info,
+                    2,
                 ),
             ],
         },

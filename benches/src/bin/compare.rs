@@ -48,7 +48,8 @@ struct Args {
     /// Only run scenarios whose id contains one of these words (comma-separated).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
-    /// Do not start a uuidd for submit-bg-libgearman. libuuid then tries to
+    /// Do not start a uuidd for the libgearman scenarios (submit-bg-libgearman
+    /// and the drains' fill). libuuid then tries to
     /// connect to /run/uuidd/request for every uuid libgearman generates (a
     /// socket, a failed connect and a close per job), and the client, not the
     /// server, limits the rate. A uuidd already running is used either way.
@@ -376,6 +377,7 @@ fn report(
          - Every run starts a fresh server on a free loopback port and stops it afterwards; the servers take turns, and which goes first rotates between runs.\n\
          - The load generator (`target/release/loadgen`, 2 threads) runs on the same {} cores as the server, so figures are for server and client sharing the machine.\n\
          - submit-bg-libgearman runs `target/release/libgearman_submit` instead (benches/c/libgearman_submit.c, built with `cc -O2 ... -lgearman -lpthread` against the system libgearman): real libgearman client code, whose own CPU cost per job (uuid generation, task bookkeeping) is reported as an info row; it also runs on the same cores. libgearman makes each job's unique with libuuid's uuid_generate_time_safe, which asks uuidd; compare starts a uuidd for each of these runs (see the machine facts), because without one libuuid tries to connect to /run/uuidd/request for every job and that client cost, not the server, sets the rate.\n\
+         - drain-libgearman, drain-1m-libgearman and roundtrip-libgearman run `target/release/libgearman_worker` (benches/c/libgearman_worker.c, built the same way): real libgearman workers, one `gearman_worker_st` per thread looping `gearman_worker_work` (GRAB_JOB_ALL, one packet per write, PRE_SLEEP after every NO_JOB), as PHP's GearmanWorker and the `gearman -w` CLI run them. The drains first queue their backlog through libgearman (background submits batched as in submit-bg-libgearman, with uuidd as there; the fill rate is a row of its own), then measure from the workers' start to the last WORK_COMPLETE; server CPU and the workers' own CPU (getrusage, an info row) cover the drain only. The round trip runs `gearman_client_do`, one job at a time, in 4 client threads against 4 echo workers, with exact latency percentiles.\n\
          - Server RSS is VmRSS from /proc/PID/status; server CPU is utime+stime from /proc/PID/stat over the measured phase.\n\
          - gearbox/gearmand above 1 is better for gearbox where higher is better (rates) and worse where lower is better (latency, memory).\n",
         std::thread::available_parallelism().map_or(0, |n| n.get())
@@ -615,9 +617,10 @@ fn main() -> ExitCode {
             let present = s.program == Program::Loadgen || bin.exists();
             if !present {
                 let p = format!(
-                    "{}: skipped, {} not found (benches/compare builds it from benches/c/libgearman_submit.c with `cc ... -lgearman`; Debian needs libgearman-dev)",
+                    "{}: skipped, {} not found (benches/compare builds it from {} with `cc ... -lgearman`; Debian needs libgearman-dev)",
                     s.id,
-                    bin.display()
+                    bin.display(),
+                    s.program.c_source().unwrap_or("?")
                 );
                 eprintln!("compare: {p}");
                 problems.push(p);
@@ -633,17 +636,17 @@ fn main() -> ExitCode {
     };
     let mut facts = machine_facts(&args.gearmand, &args.bin_dir);
     facts.push(("load generator", at_load::pin_fact(&args)));
-    let libgearman = specs.iter().any(|s| s.program == Program::LibgearmanSubmit);
+    let libgearman = specs.iter().any(|s| s.program != Program::Loadgen);
     if libgearman {
         let libuuid = command_output("dpkg-query", &["-W", "-f", "${Version}", "libuuid1"]);
         facts.push((
             "uuidd (for libgearman's uuids)",
             if uuidd_running() {
-                format!("already running on {UUIDD_SOCKET}; used by submit-bg-libgearman")
+                format!("already running on {UUIDD_SOCKET}; used by the libgearman scenarios")
             } else if args.no_uuidd {
                 format!("none (--no-uuidd): libuuid {libuuid} tries {UUIDD_SOCKET} for every uuid")
             } else {
-                format!("started by compare for each submit-bg-libgearman run (`uuidd -F -P -q -T 600 -s {UUIDD_SOCKET}`), libuuid {libuuid}")
+                format!("started by compare for each libgearman run (`uuidd -F -P -q -T 600 -s {UUIDD_SOCKET}`), libuuid {libuuid}")
             },
         ));
     }
@@ -673,7 +676,9 @@ fn main() -> ExitCode {
                 eprintln!("[{:>4.0}s] {label}", started.elapsed().as_secs_f64());
                 let meter = Meter::start();
                 let start_s = started.elapsed().as_secs_f64();
-                let uuidd = if spec.program == Program::LibgearmanSubmit && !args.no_uuidd {
+                // libgearman_worker's drains queue their backlog with
+                // libgearman's uuids too.
+                let uuidd = if spec.program != Program::Loadgen && !args.no_uuidd {
                     match Uuidd::start(&dir) {
                         Ok(u) => u,
                         Err(e) => {
