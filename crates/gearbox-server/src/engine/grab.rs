@@ -100,13 +100,14 @@ impl Engine {
         let Some(c) = self.conns.map.get(&conn) else {
             return;
         };
-        let has_work = !self.draining
-            && c.abilities.iter().any(|a| {
-                let function = self.functions.get(a.func);
-                function.runnable() > 0
-                    || (self.peering.enabled()
-                        && !self.eligible_links(conn, &function.name).is_empty())
-            });
+        let has_work = self.peering.enabled() && self.has_reservation(conn)
+            || !self.draining
+                && c.abilities.iter().any(|a| {
+                    let function = self.functions.get(a.func);
+                    function.runnable() > 0
+                        || (self.peering.enabled()
+                            && !self.eligible_links(conn, &function.name).is_empty())
+                });
         if has_work {
             return self.conns.send(conn, PacketType::NOOP, &[]);
         }
@@ -178,6 +179,10 @@ impl Engine {
         };
         c.sleeping = false;
         let woken_for = c.woken_for.take();
+        // Even while draining: a job already pulled for this worker runs.
+        if self.peering.enabled() && self.take_reservation(conn, assign) {
+            return;
+        }
         if self.draining {
             return self.conns.send(conn, PacketType::NO_JOB, &[]);
         }

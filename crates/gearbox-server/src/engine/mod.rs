@@ -168,6 +168,10 @@ struct Conn {
     /// For another aggregator's link: the servers its demand comes from
     /// (its `gearbox-peer:` client id), see `peering`.
     downstream: Option<Vec<Bytes>>,
+    /// Woken for a job a link is fetching for it (see `peering`), and the
+    /// job once it has come, until this worker's next GRAB.
+    reservation: Option<LinkId>,
+    reserved_job: Option<JobId>,
 }
 
 /// Connections and their outboxes, kept apart from the job tables so that a
@@ -312,6 +316,8 @@ impl Engine {
                 held_acks: Vec::new(),
                 held_since: None,
                 downstream: None,
+                reservation: None,
+                reserved_job: None,
             },
         );
         id

@@ -86,10 +86,9 @@ struct Link {
     awake: bool,
     /// Has answered a GRAB with a job.
     proven: bool,
-    /// One entry per GRAB in flight upstream, oldest first: the local GRAB
-    /// it serves, or `None` once that was served elsewhere (the link was
-    /// slow); a job it brings then waits here for the next local GRAB.
-    waiting: VecDeque<Option<(ConnId, Assign)>>,
+    /// One entry per GRAB in flight upstream, oldest first: who its answer
+    /// is for.
+    waiting: VecDeque<Waiter>,
     pre_sleep_sent: bool,
     /// A GRAB has been in flight longer than the hold bound: ask it nothing
     /// more until it answers.
@@ -117,6 +116,21 @@ const TURN: u32 = 4;
 struct Turn {
     index: usize,
     served: u32,
+}
+
+/// Who an upstream GRAB's answer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waiter {
+    /// A local GRAB, held until the answer comes.
+    Grab(ConnId, Assign),
+    /// A sleeping worker woken (NOOP) when the peer said it has work. The
+    /// upstream GRAB goes at once, in parallel with the worker's NOOP → GRAB
+    /// round trip, instead of after it: one loopback round trip less per
+    /// job that finds its worker asleep.
+    Reserved(ConnId),
+    /// Served elsewhere meanwhile (the link was slow). A job it brings
+    /// waits at the head of the local queue for the next local GRAB.
+    Gone,
 }
 
 /// What `peers` shows per peer that only the engine knows.
@@ -263,7 +277,7 @@ impl Engine {
         let Some(l) = self.peering.links.get_mut(&link) else {
             return;
         };
-        l.waiting.push_back(Some((conn, assign)));
+        l.waiting.push_back(Waiter::Grab(conn, assign));
         l.pre_sleep_sent = false;
         l.send(LinkMsg::Grab);
         self.peering.grabs_in_flight += 1;
@@ -310,27 +324,133 @@ impl Engine {
             return;
         };
         l.slow = true;
-        let held: Vec<(ConnId, Assign)> = l.waiting.iter_mut().filter_map(Option::take).collect();
-        for (conn, assign) in held {
-            self.regrab(conn, assign);
+        let held: Vec<Waiter> = l
+            .waiting
+            .iter_mut()
+            .map(|w| std::mem::replace(w, Waiter::Gone))
+            .collect();
+        for waiter in held {
+            self.release_waiter(link, waiter);
         }
     }
 
-    /// NOOP from the peer: it has work. Wake one sleeper that can take it.
+    /// An upstream GRAB's answer will not reach `waiter`: a held GRAB is
+    /// served by another source, a reservation is dropped.
+    fn release_waiter(&mut self, link: LinkId, waiter: Waiter) {
+        match waiter {
+            Waiter::Grab(conn, assign) => self.regrab(conn, assign),
+            Waiter::Reserved(conn) => {
+                if let Some(c) = self.conns.map.get_mut(&conn) {
+                    if c.reservation == Some(link) {
+                        c.reservation = None;
+                    }
+                }
+            }
+            Waiter::Gone => {}
+        }
+    }
+
+    /// NOOP from the peer: it has work. Wake one sleeper that can take it,
+    /// and ask the peer for its job at once.
     pub fn link_awake(&mut self, link: LinkId) {
         let Some(l) = self.peering.links.get_mut(&link) else {
             return;
         };
         l.awake = true;
         l.pre_sleep_sent = false;
-        let name = l.name.clone();
-        self.wake_for_link(&name);
+        self.reserve_sleeper(link);
     }
 
-    fn wake_for_link(&mut self, name: &[u8]) {
-        if let Some(func) = self.functions.id(name) {
-            self.wake(func, 1);
+    /// Wakes the oldest sleeping worker that can take `link`'s function and
+    /// sends one upstream GRAB reserved for it (see [`Waiter::Reserved`]).
+    fn reserve_sleeper(&mut self, link: LinkId) {
+        let Some(l) = self.peering.links.get(&link) else {
+            return;
+        };
+        let Some(func) = self.functions.id(&l.name) else {
+            return;
+        };
+        if !l.eligible() {
+            return;
         }
+        // Sleepers that may not be served from peers (another aggregator's
+        // link back to us) stay asleep, in their place.
+        let mut skipped = Vec::new();
+        let mut chosen = None;
+        while let Some((conn, generation)) = self.functions.get_mut(func).sleepers.pop_front() {
+            let Some(c) = self.conns.map.get(&conn) else {
+                continue;
+            };
+            let asleep = c.sleeping
+                && c.woken_for.is_none()
+                && c.sleep_generation == generation
+                && c.reservation.is_none()
+                && c.abilities.iter().any(|a| a.func == func);
+            if !asleep {
+                continue;
+            }
+            if self.relayable(conn) {
+                chosen = Some(conn);
+                break;
+            }
+            skipped.push((conn, generation));
+        }
+        let sleepers = &mut self.functions.get_mut(func).sleepers;
+        for entry in skipped.into_iter().rev() {
+            sleepers.push_front(entry);
+        }
+        let Some(conn) = chosen else {
+            return;
+        };
+        let c = self.conns.map.get_mut(&conn).expect("checked above");
+        c.woken_for = Some(func);
+        c.reservation = Some(link);
+        self.conns.send(conn, PacketType::NOOP, &[]);
+        let l = self.peering.links.get_mut(&link).expect("checked above");
+        l.waiting.push_back(Waiter::Reserved(conn));
+        l.send(LinkMsg::Grab);
+        self.peering.grabs_in_flight += 1;
+    }
+
+    /// A GRAB from a worker woken with a reservation: the job that came for
+    /// it, or the upstream GRAB already on its way. Returns false if `conn`
+    /// holds no reservation.
+    pub(super) fn take_reservation(&mut self, conn: ConnId, assign: Assign) -> bool {
+        let Some(c) = self.conns.map.get_mut(&conn) else {
+            return false;
+        };
+        if let Some(id) = c.reserved_job.take() {
+            c.reservation = None;
+            let ours = self.jobs.get(id).is_some_and(
+                |j| matches!(j.state, JobState::Running { worker, .. } if worker == conn),
+            );
+            if ours {
+                self.send_assignment(conn, id, assign);
+                return true;
+            }
+            return false;
+        }
+        let Some(link) = c.reservation.take() else {
+            return false;
+        };
+        let Some(l) = self.peering.links.get_mut(&link) else {
+            return false;
+        };
+        match l.waiting.iter_mut().find(|w| **w == Waiter::Reserved(conn)) {
+            Some(waiter) => {
+                *waiter = Waiter::Grab(conn, assign);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether `conn` was woken for a job that is coming or has come.
+    pub(super) fn has_reservation(&self, conn: ConnId) -> bool {
+        self.conns
+            .map
+            .get(&conn)
+            .is_some_and(|c| c.reservation.is_some() || c.reserved_job.is_some())
     }
 
     /// NO_JOB from the peer: the oldest waiting GRAB goes to another source.
@@ -345,9 +465,7 @@ impl Engine {
         };
         self.peering.grabs_in_flight -= 1;
         self.sleep_link_if_idle(link);
-        if let Some((conn, assign)) = waiter {
-            self.regrab(conn, assign);
-        }
+        self.release_waiter(link, waiter);
         self.notify_if_drained();
     }
 
@@ -384,7 +502,7 @@ impl Engine {
                 self.peering.grabs_in_flight -= 1;
                 waiter
             }
-            None => None,
+            None => Waiter::Gone,
         };
         let counters = self.peering.counters(peer);
         counters.pulled += 1;
@@ -400,15 +518,35 @@ impl Engine {
                 handle: Bytes::copy_from_slice(handle),
             },
         );
-        let ability = waiter.and_then(|(conn, assign)| {
+        let (conn, assign) = match waiter {
+            Waiter::Grab(conn, assign) => (Some(conn), Some(assign)),
+            Waiter::Reserved(conn) => {
+                let still = self
+                    .conns
+                    .map
+                    .get(&conn)
+                    .is_some_and(|c| c.reservation == Some(link));
+                (still.then_some(conn), None)
+            }
+            Waiter::Gone => (None, None),
+        };
+        let ability = conn.and_then(|conn| {
             let c = self.conns.map.get(&conn)?;
             let ability = *c.abilities.iter().find(|a| a.func == func)?;
-            Some((conn, assign, ability))
+            Some((conn, ability))
         });
         match ability {
-            Some((conn, assign, ability)) => {
+            Some((conn, ability)) => {
                 self.start(conn, id, ability);
-                self.send_assignment(conn, id, assign);
+                match assign {
+                    Some(assign) => self.send_assignment(conn, id, assign),
+                    None => {
+                        // Its GRAB is on the way: answered with this job.
+                        let c = self.conns.map.get_mut(&conn).expect("checked above");
+                        c.reservation = None;
+                        c.reserved_job = Some(id);
+                    }
+                }
             }
             None => {
                 // Its worker left or dropped the function meanwhile: the
@@ -418,8 +556,8 @@ impl Engine {
             }
         }
         if awake {
-            // The peer may have more: let another sleeper ask.
-            self.wake_for_link(name);
+            // The peer may have more: another sleeper may take it.
+            self.reserve_sleeper(link);
         } else {
             self.sleep_link_if_idle(link);
         }
@@ -439,9 +577,7 @@ impl Engine {
         }
         for waiter in l.waiting {
             self.peering.grabs_in_flight -= 1;
-            if let Some((conn, assign)) = waiter {
-                self.regrab(conn, assign);
-            }
+            self.release_waiter(link, waiter);
         }
         self.notify_if_drained();
     }
