@@ -11,7 +11,10 @@
 //! Command families live in submodules: `submit`, `grab` (workers asking for
 //! work), `work` (results and job loss), `status` (small request/reply
 //! commands), `admin` (the text protocol), `timers` (epoch and
-//! CAN_DO_TIMEOUT deadlines) and `store` (held acknowledgements and replay).
+//! CAN_DO_TIMEOUT deadlines), `store` (held acknowledgements and replay), and
+//! for `--peer`: `peering` (which source serves a GRAB, and the links' state),
+//! `pulled` (jobs pulled from peers) and `peer_registration` (what the links
+//! register upstream).
 
 mod admin;
 mod arena;
@@ -20,7 +23,9 @@ mod grab;
 mod held;
 mod job_pages;
 mod jobs;
+mod peer_registration;
 mod peering;
+mod pulled;
 mod status;
 mod store;
 mod submit;

@@ -26,9 +26,8 @@ use super::grab::Assign;
 use super::jobs::{Job, JobId, JobState, HIGH};
 use super::{ConnId, Engine};
 use crate::peers::PeerTable;
-use bytes::{Bytes, BytesMut};
-use gearbox_proto::packet::encode_req;
-use gearbox_proto::{Packet, PacketType};
+use bytes::Bytes;
+use gearbox_proto::PacketType;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
@@ -77,22 +76,22 @@ pub struct Wanted {
     pub timeout: Option<Duration>,
 }
 
-struct Link {
-    name: Bytes,
+pub(super) struct Link {
+    pub(super) name: Bytes,
     /// Index of the peer in `--peer` order.
-    peer: usize,
-    tx: UnboundedSender<LinkMsg>,
+    pub(super) peer: usize,
+    pub(super) tx: UnboundedSender<LinkMsg>,
     /// May have work: not answered NO_JOB since it last sent NOOP.
-    awake: bool,
+    pub(super) awake: bool,
     /// Has answered a GRAB with a job.
-    proven: bool,
+    pub(super) proven: bool,
     /// One entry per GRAB in flight upstream, oldest first: who its answer
     /// is for.
-    waiting: VecDeque<Waiter>,
-    pre_sleep_sent: bool,
+    pub(super) waiting: VecDeque<Waiter>,
+    pub(super) pre_sleep_sent: bool,
     /// A GRAB has been in flight longer than the hold bound: ask it nothing
     /// more until it answers.
-    slow: bool,
+    pub(super) slow: bool,
 }
 
 impl Link {
@@ -103,7 +102,7 @@ impl Link {
         self.awake && !self.slow && self.waiting.len() < limit && !self.tx.is_closed()
     }
 
-    fn send(&self, msg: LinkMsg) {
+    pub(super) fn send(&self, msg: LinkMsg) {
         let _ = self.tx.send(msg);
     }
 }
@@ -113,14 +112,14 @@ const TURN: u32 = 4;
 
 /// A function's rotation over its sources.
 #[derive(Default)]
-struct Turn {
+pub(super) struct Turn {
     index: usize,
     served: u32,
 }
 
 /// Who an upstream GRAB's answer is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Waiter {
+pub(super) enum Waiter {
     /// A local GRAB, held until the answer comes.
     Grab(ConnId, Assign),
     /// A sleeping worker woken (NOOP) when the peer said it has work. The
@@ -144,37 +143,37 @@ pub struct PeerCounters {
 /// A job pulled from a peer: where its results go. `link` is `None` once
 /// that connection has gone: the peer has re-queued the job, so its result
 /// is dropped and the job is not run again here.
-struct Pulled {
-    link: Option<LinkId>,
-    handle: Bytes,
+pub(super) struct Pulled {
+    pub(super) link: Option<LinkId>,
+    pub(super) handle: Bytes,
 }
 
 #[derive(Default)]
 pub(super) struct Peering {
-    tx: Option<UnboundedSender<PeerCmd>>,
+    pub(super) tx: Option<UnboundedSender<PeerCmd>>,
     pub(super) table: PeerTable,
-    server_id: Bytes,
-    links: BTreeMap<LinkId, Link>,
+    pub(super) server_id: Bytes,
+    pub(super) links: BTreeMap<LinkId, Link>,
     /// Per function: whose turn it is, counting the local queue.
-    cursor: HashMap<Bytes, Turn>,
-    pulled: HashMap<JobId, Pulled>,
-    grabs_in_flight: usize,
-    counters: Vec<PeerCounters>,
-    wanted_dirty: bool,
-    wanted_sent: Vec<Wanted>,
-    client_id_sent: Bytes,
+    pub(super) cursor: HashMap<Bytes, Turn>,
+    pub(super) pulled: HashMap<JobId, Pulled>,
+    pub(super) grabs_in_flight: usize,
+    pub(super) counters: Vec<PeerCounters>,
+    pub(super) wanted_dirty: bool,
+    pub(super) wanted_sent: Vec<Wanted>,
+    pub(super) client_id_sent: Bytes,
     /// Results that had nowhere to go because their link had gone.
     pub(super) results_dropped: u64,
 }
 
 impl Peering {
-    fn send(&self, cmd: PeerCmd) {
+    pub(super) fn send(&self, cmd: PeerCmd) {
         if let Some(tx) = &self.tx {
             let _ = tx.send(cmd);
         }
     }
 
-    fn counters(&mut self, peer: usize) -> &mut PeerCounters {
+    pub(super) fn counters(&mut self, peer: usize) -> &mut PeerCounters {
         if self.counters.len() <= peer {
             self.counters.resize(peer + 1, PeerCounters::default());
         }
@@ -190,17 +189,6 @@ impl Peering {
             self.wanted_dirty = true;
         }
     }
-}
-
-/// The ids in a `gearbox-peer:` client id, or `None` for any other client.
-pub(super) fn downstream_ids(client_id: &[u8]) -> Option<Vec<Bytes>> {
-    let list = client_id.strip_prefix(PEER_CLIENT_ID)?;
-    Some(
-        list.split(|&b| b == b',')
-            .filter(|id| !id.is_empty())
-            .map(Bytes::copy_from_slice)
-            .collect(),
-    )
 }
 
 impl Engine {
@@ -599,184 +587,4 @@ impl Engine {
             self.signals.idle.notify_one();
         }
     }
-
-    /// Sends a pulled job's WORK_* packet home under the peer's handle.
-    /// Returns false if `id` is not a pulled job.
-    pub(super) fn relay_work(&mut self, id: JobId, p: &Packet) -> bool {
-        let Some(pulled) = self.peering.pulled.get(&id) else {
-            return false;
-        };
-        let Some(link) = pulled.link else {
-            if is_final(p.kind) {
-                self.peering.results_dropped += 1;
-                tracing::info!(
-                    handle = %String::from_utf8_lossy(&pulled.handle),
-                    "result of a pulled job dropped: its peer connection has gone and the peer has re-queued it"
-                );
-            }
-            return true;
-        };
-        let mut fields: Vec<&[u8]> = vec![&pulled.handle];
-        fields.extend(p.args().iter().skip(1).map(|a| &a[..]));
-        let mut buf = BytesMut::new();
-        encode_req(&mut buf, p.kind, &fields);
-        if let Some(l) = self.peering.links.get(&link) {
-            l.send(LinkMsg::Send(buf.freeze()));
-            let peer = l.peer;
-            self.peering.counters(peer).last_moved = Some(std::time::Instant::now());
-        }
-        true
-    }
-
-    /// A pulled job leaves the tables.
-    pub(super) fn forget_pulled(&mut self, id: JobId) {
-        self.peering.pulled.remove(&id);
-    }
-
-    /// A pulled job whose worker gave it up: back to the front of the local
-    /// queue (it is already out of its peer), or dropped if its link has gone.
-    /// Returns false if `id` is not a pulled job.
-    pub(super) fn requeue_pulled(&mut self, id: JobId) -> bool {
-        let Some(pulled) = self.peering.pulled.get(&id) else {
-            return false;
-        };
-        if pulled.link.is_none() {
-            self.remove_job(id);
-            return true;
-        }
-        let job = self.jobs.get_mut(id).expect("pulled jobs are live");
-        let JobState::Running { worker, .. } = job.state else {
-            return true;
-        };
-        job.retries += 1;
-        job.numerator = 0;
-        job.denominator = 0;
-        job.state = JobState::Queued;
-        let func = job.func;
-        self.stopped_running(worker, id, func);
-        self.functions.get_mut(func).push_front(HIGH, id);
-        self.wake(func, 1);
-        true
-    }
-
-    /// A pulled job's CAN_DO_TIMEOUT expired here. If its link registered
-    /// the function with a timeout, the peer's own timer (armed when it
-    /// assigned the job, so no later than ours) re-queues it there: drop it
-    /// here, or it would run twice. Otherwise it is re-queued here. Returns
-    /// false if `id` is not a pulled job.
-    pub(super) fn pulled_timed_out(&mut self, id: JobId) -> bool {
-        let Some(pulled) = self.peering.pulled.get(&id) else {
-            return false;
-        };
-        if pulled.link.is_none() {
-            self.remove_job(id);
-            return true;
-        }
-        let name = self
-            .jobs
-            .get(id)
-            .map(|j| self.functions.get(j.func).name.clone());
-        let timed_upstream = self
-            .peering
-            .wanted_sent
-            .iter()
-            .any(|w| Some(&w.name) == name.as_ref() && w.timeout.is_some());
-        if !timed_upstream {
-            return false;
-        }
-        tracing::info!(
-            job = id,
-            handle = %String::from_utf8_lossy(&pulled.handle),
-            "CAN_DO_TIMEOUT expired on a pulled job; its peer re-queues it"
-        );
-        self.remove_job(id);
-        true
-    }
-
-    /// Per peer, in `--peer` order: its counters and the GRABs and pulled
-    /// jobs it has in flight, for `peers`.
-    pub(super) fn peer_figures(&self, peers: usize) -> Vec<(PeerCounters, usize)> {
-        let mut figures: Vec<(PeerCounters, usize)> = (0..peers)
-            .map(|p| (self.peering.counters.get(p).copied().unwrap_or_default(), 0))
-            .collect();
-        for l in self.peering.links.values() {
-            if let Some(f) = figures.get_mut(l.peer) {
-                f.1 += l.waiting.len();
-            }
-        }
-        for pulled in self.peering.pulled.values() {
-            let peer = pulled
-                .link
-                .and_then(|id| self.peering.links.get(&id))
-                .map(|l| l.peer);
-            if let Some(f) = peer.and_then(|p| figures.get_mut(p)) {
-                f.1 += 1;
-            }
-        }
-        figures
-    }
-
-    /// Sends the links' registrations and client id if they changed. Called
-    /// on every flush; does nothing unless a worker or link came or went.
-    pub(super) fn update_peering(&mut self) {
-        if !self.peering.wanted_dirty {
-            return;
-        }
-        self.peering.wanted_dirty = false;
-        self.update_client_id();
-        // Per function: whether some worker registered it without a timeout,
-        // and the longest timeout of the others.
-        let mut functions: BTreeMap<Bytes, (bool, Duration)> = BTreeMap::new();
-        for (&id, c) in &self.conns.map {
-            if c.abilities.is_empty() || !self.relayable(id) {
-                continue;
-            }
-            for a in &c.abilities {
-                let name = self.functions.get(a.func).name.clone();
-                let entry = functions.entry(name).or_insert((false, Duration::ZERO));
-                match a.timeout {
-                    None => entry.0 = true,
-                    Some(t) => entry.1 = entry.1.max(t),
-                }
-            }
-        }
-        let wanted: Vec<Wanted> = functions
-            .into_iter()
-            .map(|(name, (untimed, longest))| Wanted {
-                name,
-                timeout: (!untimed).then_some(longest),
-            })
-            .collect();
-        if wanted != self.peering.wanted_sent {
-            self.peering.wanted_sent = wanted.clone();
-            self.peering.send(PeerCmd::Wanted(wanted));
-        }
-    }
-
-    /// This server's id and every id named by a link connected here.
-    fn update_client_id(&mut self) {
-        let mut ids = vec![self.peering.server_id.clone()];
-        for c in self.conns.map.values() {
-            for id in c.downstream.iter().flatten() {
-                if !ids.contains(id) {
-                    ids.push(id.clone());
-                }
-            }
-        }
-        ids[1..].sort();
-        let mut value = PEER_CLIENT_ID.to_vec();
-        value.extend_from_slice(&ids.join(&b","[..]));
-        let value = Bytes::from(value);
-        if value != self.peering.client_id_sent {
-            self.peering.client_id_sent = value.clone();
-            self.peering.send(PeerCmd::ClientId(value));
-        }
-    }
-}
-
-fn is_final(kind: PacketType) -> bool {
-    matches!(
-        kind,
-        PacketType::WORK_COMPLETE | PacketType::WORK_FAIL | PacketType::WORK_EXCEPTION
-    )
 }

@@ -93,7 +93,7 @@ impl Engine {
     pub(super) fn set_client_id(&mut self, conn: ConnId, id: &[u8]) {
         if let Some(c) = self.conns.map.get_mut(&conn) {
             c.client_id = Bytes::copy_from_slice(&id[..id.len().min(MAX_CLIENT_ID)]);
-            let downstream = super::peering::downstream_ids(id);
+            let downstream = super::peer_registration::downstream_ids(id);
             if downstream.is_some() || c.downstream.is_some() {
                 c.downstream = downstream;
                 self.peering.mark_wanted_dirty();
