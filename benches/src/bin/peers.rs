@@ -159,8 +159,15 @@ async fn fill(addr: &str, function: &str, prefix: &str, n: usize) -> Result<(), 
 }
 
 /// Runs `function` on `servers` with `slots` job slots until `expect` jobs
-/// whose payload starts with `fe` have run. Returns the seconds taken.
-async fn drain(servers: &[String], function: &str, slots: usize, expect: usize) -> f64 {
+/// whose payload starts with `fe` have run, each taking `work`. Returns the
+/// seconds taken.
+async fn drain(
+    servers: &[String],
+    function: &str,
+    slots: usize,
+    expect: usize,
+    work: Duration,
+) -> f64 {
     let done = Arc::new(AtomicUsize::new(0));
     let counted = done.clone();
     let worker = Worker::builder()
@@ -171,6 +178,9 @@ async fn drain(servers: &[String], function: &str, slots: usize, expect: usize) 
         .function(function, move |job| {
             let counted = counted.clone();
             async move {
+                if !work.is_zero() {
+                    tokio::time::sleep(work).await;
+                }
                 if job.payload().starts_with(b"fe") {
                     counted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -265,6 +275,8 @@ struct Figures {
     aggregated: Vec<f64>,
     bad: Vec<f64>,
     aggregator_cpu_us_per_job: Vec<f64>,
+    slow_direct: Vec<f64>,
+    slow_aggregated: Vec<f64>,
     rt_direct: Vec<(f64, f64)>,
     rt_aggregated: Vec<(f64, f64)>,
     echo: Vec<f64>,
@@ -285,9 +297,10 @@ async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result
             fill(fe, &function, &format!("fe{}", i + 1), args.jobs).await?;
         }
         match way {
-            0 => f
-                .direct
-                .push(total as f64 / drain(&fe_addrs, &function, args.workers, total).await),
+            0 => f.direct.push(
+                total as f64
+                    / drain(&fe_addrs, &function, args.workers, total, Duration::ZERO).await,
+            ),
             1 => {
                 let cpu0 = cpu_seconds(agg.pid()).map_err(|e| e.to_string())?;
                 let secs = drain(
@@ -295,6 +308,7 @@ async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result
                     &function,
                     args.workers,
                     total,
+                    Duration::ZERO,
                 )
                 .await;
                 let cpu = cpu_seconds(agg.pid()).map_err(|e| e.to_string())? - cpu0;
@@ -319,11 +333,40 @@ async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result
                     &function,
                     args.workers,
                     total,
+                    Duration::ZERO,
                 )
                 .await;
                 f.bad.push(total as f64 / secs);
                 drop(stopper.await);
             }
+        }
+    }
+    // Jobs that take 1 ms: the hop the aggregator adds is then a small part
+    // of each job's cycle, as with most real work.
+    let slow_total = total / 10;
+    for way in [run % 2, 1 - run % 2] {
+        let function = format!("peers-r{run}-slow{way}");
+        for (i, fe) in fe_addrs.iter().enumerate() {
+            fill(fe, &function, &format!("fe{}", i + 1), args.jobs / 10).await?;
+        }
+        let servers = if way == 0 {
+            fe_addrs.clone()
+        } else {
+            vec![agg.addr.clone()]
+        };
+        let secs = drain(
+            &servers,
+            &function,
+            args.workers,
+            slow_total,
+            Duration::from_millis(1),
+        )
+        .await;
+        let rate = slow_total as f64 / secs;
+        if way == 0 {
+            f.slow_direct.push(rate);
+        } else {
+            f.slow_aggregated.push(rate);
         }
     }
     f.echo.push(echo_p50(&fe_addrs[0]).await);
@@ -415,6 +458,24 @@ fn report(args: &Args, f: &Figures) -> String {
         "aggregator CPU µs per drained job",
         &f.aggregator_cpu_us_per_job,
         1,
+    );
+    row(
+        &mut md,
+        "drain jobs/s, 1 ms jobs, direct",
+        &f.slow_direct,
+        0,
+    );
+    row(
+        &mut md,
+        "drain jobs/s, 1 ms jobs, aggregated",
+        &f.slow_aggregated,
+        0,
+    );
+    row(
+        &mut md,
+        "**1 ms jobs: aggregated ÷ direct**",
+        &ratio(&f.slow_aggregated, &f.slow_direct),
+        2,
     );
     let p50 = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<f64>>();
     let p99 = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<f64>>();
