@@ -281,6 +281,35 @@ struct Figures {
     rt_aggregated: Vec<(f64, f64)>,
     echo: Vec<f64>,
     idle_cpu_percent: Vec<f64>,
+    /// The bad-peers aggregator's `peers` after its last drain.
+    bad_peers_table: String,
+}
+
+/// An admin listing, up to its `.` line (5 s at most).
+async fn admin_listing(addr: &str, command: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let query = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+        stream
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .ok()?;
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !(reply.starts_with(b".\n") || reply.ends_with(b"\n.\n")) {
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                break;
+            }
+            reply.extend_from_slice(&chunk[..n]);
+        }
+        Some(String::from_utf8_lossy(&reply).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(5), query)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result<(), String> {
@@ -317,14 +346,14 @@ async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result
             }
             _ => {
                 let hung = gearmand(dir, &format!("r{run}-hung"))?;
-                fill(&hung.addr, &function, "hung", 1000).await?;
+                fill(&hung.addr, &function, "hung", args.jobs).await?;
                 let dead = format!("127.0.0.1:{}", free_port()?);
                 let mut peers = vec![dead, hung.addr.clone()];
                 peers.extend(fe_addrs.iter().cloned());
                 let bad = aggregator(args, dir, &format!("r{run}-bad"), &peers)?;
                 let stopper = tokio::spawn(async move {
                     // Hang the peer once the drain has begun pulling from it.
-                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
                     hung.signal(libc::SIGSTOP);
                     hung
                 });
@@ -337,6 +366,7 @@ async fn one_run(args: &Args, dir: &Path, run: usize, f: &mut Figures) -> Result
                 )
                 .await;
                 f.bad.push(total as f64 / secs);
+                f.bad_peers_table = admin_listing(&bad.addr, "peers").await;
                 drop(stopper.await);
             }
         }
@@ -410,9 +440,10 @@ async fn idle_cpu(args: &Args, dir: &Path) -> Result<f64, String> {
     Ok(cpu / 10.0 * 100.0)
 }
 
-fn row(md: &mut String, label: &str, values: &[f64], decimals: usize) {
+fn row(md: &mut String, columns: usize, label: &str, values: &[f64], decimals: usize) {
     let mut v = values.to_vec();
-    let cells: Vec<String> = values.iter().map(|x| fmt_num(*x, decimals)).collect();
+    let mut cells: Vec<String> = values.iter().map(|x| fmt_num(*x, decimals)).collect();
+    cells.resize(columns.max(cells.len()), "–".to_string());
     let med = median(&mut v).map_or("-".into(), |m| fmt_num(m, decimals));
     let _ = writeln!(md, "| {label} | {} | **{med}** |", cells.join(" | "));
 }
@@ -427,61 +458,81 @@ fn report(args: &Args, f: &Figures) -> String {
     );
     let _ = writeln!(
         md,
-        "Written by `benches/peers` (`benches/src/bin/peers.rs`). Three gearmand front ends with no flags; {} jobs queued on each per drain; one gearbox-worker process with {} job slots drains them direct (connected to the three) and through a release gearboxd `--peer fe1 --peer fe2 --peer fe3`, and through one that also has a dead peer and a hung one (SIGSTOP 300 ms into the drain) listed first. Ways alternate within each run; {} runs. Everything shares the machine's 2 cores.\n",
+        "Written by `benches/peers` (`benches/src/bin/peers.rs`). Three gearmand front ends with no flags; {} jobs queued on each per drain; one gearbox-worker process with {} job slots drains them direct (connected to the three) and through a release gearboxd `--peer fe1 --peer fe2 --peer fe3`, and through one that also has a dead peer and a hung one (as many jobs queued, SIGSTOP 200 ms into the drain, while it still has most of them) listed first. Ways alternate within each run; {} runs. Everything shares the machine's 2 cores.\n",
         args.jobs, args.workers, args.runs
     );
     let runs: Vec<String> = (1..=f.direct.len()).map(|r| format!("run {r}")).collect();
     let _ = writeln!(md, "| figure | {} | median |", runs.join(" | "));
     let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(runs.len()));
-    row(&mut md, "drain jobs/s, direct", &f.direct, 0);
-    row(&mut md, "drain jobs/s, aggregated", &f.aggregated, 0);
+    row(&mut md, runs.len(), "drain jobs/s, direct", &f.direct, 0);
     row(
         &mut md,
+        runs.len(),
+        "drain jobs/s, aggregated",
+        &f.aggregated,
+        0,
+    );
+    row(
+        &mut md,
+        runs.len(),
         "**aggregated ÷ direct** (aim ≥ 0.8)",
         &ratio(&f.aggregated, &f.direct),
         2,
     );
     row(
         &mut md,
+        runs.len(),
         "drain jobs/s, aggregated with a dead and a hung peer",
         &f.bad,
         0,
     );
     row(
         &mut md,
+        runs.len(),
         "**with bad peers ÷ without** (must be ≥ 0.9)",
         &ratio(&f.bad, &f.aggregated),
         2,
     );
     row(
         &mut md,
+        runs.len(),
         "aggregator CPU µs per drained job",
         &f.aggregator_cpu_us_per_job,
         1,
     );
     row(
         &mut md,
+        runs.len(),
         "drain jobs/s, 1 ms jobs, direct",
         &f.slow_direct,
         0,
     );
     row(
         &mut md,
+        runs.len(),
         "drain jobs/s, 1 ms jobs, aggregated",
         &f.slow_aggregated,
         0,
     );
     row(
         &mut md,
+        runs.len(),
         "**1 ms jobs: aggregated ÷ direct**",
         &ratio(&f.slow_aggregated, &f.slow_direct),
         2,
     );
     let p50 = |v: &[(f64, f64)]| v.iter().map(|x| x.0).collect::<Vec<f64>>();
     let p99 = |v: &[(f64, f64)]| v.iter().map(|x| x.1).collect::<Vec<f64>>();
-    row(&mut md, "round trip p50 µs, direct", &p50(&f.rt_direct), 0);
     row(
         &mut md,
+        runs.len(),
+        "round trip p50 µs, direct",
+        &p50(&f.rt_direct),
+        0,
+    );
+    row(
+        &mut md,
+        runs.len(),
         "round trip p50 µs, aggregated",
         &p50(&f.rt_aggregated),
         0,
@@ -491,25 +542,45 @@ fn report(args: &Args, f: &Figures) -> String {
         .zip(p50(&f.rt_direct))
         .map(|(a, d)| a - d)
         .collect();
-    row(&mut md, "**p50 added by the aggregator, µs**", &added, 0);
     row(
         &mut md,
+        runs.len(),
+        "**p50 added by the aggregator, µs**",
+        &added,
+        0,
+    );
+    row(
+        &mut md,
+        runs.len(),
         "one loopback round trip (ECHO p50 on front end 1), µs",
         &f.echo,
         0,
     );
-    row(&mut md, "round trip p99 µs, direct", &p99(&f.rt_direct), 0);
     row(
         &mut md,
+        runs.len(),
+        "round trip p99 µs, direct",
+        &p99(&f.rt_direct),
+        0,
+    );
+    row(
+        &mut md,
+        runs.len(),
         "round trip p99 µs, aggregated",
         &p99(&f.rt_aggregated),
         0,
     );
     row(
         &mut md,
+        runs.len(),
         "aggregator CPU while idle with 10 peers, % of a core",
         &f.idle_cpu_percent,
         3,
+    );
+    let _ = writeln!(
+        md,
+        "\nThe bad-peers aggregator's `peers` after its last drain (address, state, failures, pulled, in flight, idle s, last error):\n\n```text\n{}```",
+        f.bad_peers_table
     );
     md
 }
