@@ -33,8 +33,9 @@ pub struct Cli {
     #[arg(short = 'b', long, default_value_t = 32)]
     pub backlog: u32,
     /// Runtime worker threads, at most one per CPU; 0 means one per CPU.
-    #[arg(short = 't', long, default_value_t = 4)]
-    pub threads: usize,
+    /// Default: 1 on machines with 1 or 2 CPUs, else 4 (capped at the CPUs).
+    #[arg(short = 't', long)]
+    pub threads: Option<usize>,
     /// Attempts per job before it is dropped with WORK_FAIL; 0 is unlimited.
     #[arg(short = 'j', long, default_value_t = 0)]
     pub job_retries: u32,

@@ -64,9 +64,16 @@ fn main() -> ExitCode {
     };
     // gearmand's -t counts I/O threads; here they are the runtime's workers,
     // and more of them than cores only adds context switches (measured: drain
-    // 69k/s with 4 threads, 82k/s with 2, on 2 cores).
+    // 69k/s with 4 threads, 82k/s with 2, on 2 cores). With 2 cores or fewer
+    // the clients and workers on the same machine need a core too, and a
+    // second runtime thread costs cross-thread wake-ups (futex, eventfd) on
+    // nearly every job: one thread was faster at every load row on the 2-core
+    // VM (benches/ab, medians of 3: pipelined submit 1.62M vs 1.37M jobs/s,
+    // round trip 69k vs 52k jobs/s with p99 531 vs 989 us, drain 357k vs 198k
+    // jobs per server CPU-second).
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = match cli.threads {
+    let requested = cli.threads.unwrap_or(if cores <= 2 { 1 } else { 4 });
+    let threads = match requested {
         0 => cores,
         n if n > cores => {
             tracing::info!(requested = n, cores, "-t capped at the number of cores");
