@@ -32,6 +32,9 @@ pub enum AdminCommand {
     Version,
     /// gearbox's own: one line per peer (`--peer`).
     Peers,
+    /// gearbox's own: `OK <server id>`, which peer links ask for (the cycle
+    /// rule, docs/peers.md).
+    ServerId,
     Shutdown {
         graceful: bool,
     },
@@ -167,6 +170,8 @@ pub fn parse(line: &Bytes) -> Result<AdminCommand, AdminError> {
         Ok(AdminCommand::Version)
     } else if is(word, "peers") {
         Ok(AdminCommand::Peers)
+    } else if is(word, "serverid") {
+        Ok(AdminCommand::ServerId)
     } else if is(word, "shutdown") {
         match argc {
             1 => Ok(AdminCommand::Shutdown { graceful: false }),

@@ -49,6 +49,9 @@ impl Engine {
             AdminCommand::GetPid => format!("OK {}\n", std::process::id()).into_bytes(),
             AdminCommand::Verbose => format!("OK {}\n", self.settings.verbose).into_bytes(),
             AdminCommand::Version => format!("OK {VERSION}\n").into_bytes(),
+            AdminCommand::ServerId => {
+                format!("OK {}\n", String::from_utf8_lossy(&self.peering.server_id)).into_bytes()
+            }
             AdminCommand::Peers => {
                 let figures = self.peer_figures(self.peering.table.len());
                 self.peering.table.listing(&figures)

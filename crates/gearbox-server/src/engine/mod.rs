@@ -289,7 +289,7 @@ impl Engine {
             held: Vec::new(),
             submitters: held::Submitters::default(),
             refusals: store::Refusals::default(),
-            peering: peering::Peering::default(),
+            peering: peering::Peering::with_server_id(&config.server_id),
         }
     }
 

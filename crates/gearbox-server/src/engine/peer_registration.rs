@@ -28,26 +28,38 @@ impl Engine {
         self.peering.wanted_dirty = false;
         self.update_client_id();
         // Per function: whether some worker registered it without a timeout,
-        // and the longest timeout of the others.
-        let mut functions: BTreeMap<Bytes, (bool, Duration)> = BTreeMap::new();
+        // the longest timeout of the others, and the servers every one of
+        // its workers' demand came through (a local worker: none).
+        let mut functions: BTreeMap<Bytes, (bool, Duration, Option<Vec<Bytes>>)> = BTreeMap::new();
         for (&id, c) in &self.conns.map {
             if c.abilities.is_empty() || !self.relayable(id) {
                 continue;
             }
+            let through: Vec<Bytes> = c.downstream.clone().unwrap_or_default();
             for a in &c.abilities {
                 let name = self.functions.get(a.func).name.clone();
-                let entry = functions.entry(name).or_insert((false, Duration::ZERO));
+                let entry = functions
+                    .entry(name)
+                    .or_insert((false, Duration::ZERO, None));
                 match a.timeout {
                     None => entry.0 = true,
                     Some(t) => entry.1 = entry.1.max(t),
                 }
+                entry.2 = Some(match entry.2.take() {
+                    None => through.clone(),
+                    Some(common) => common
+                        .into_iter()
+                        .filter(|id| through.contains(id))
+                        .collect(),
+                });
             }
         }
         let wanted: Vec<Wanted> = functions
             .into_iter()
-            .map(|(name, (untimed, longest))| Wanted {
+            .map(|(name, (untimed, longest, exclude))| Wanted {
                 name,
                 timeout: (!untimed).then_some(longest),
+                exclude: exclude.unwrap_or_default(),
             })
             .collect();
         if wanted != self.peering.wanted_sent {

@@ -74,10 +74,22 @@ pub struct Wanted {
     /// `CAN_DO_TIMEOUT`: the longest of the local workers' timeouts, or
     /// `None` (plain CAN_DO) as soon as one worker has none.
     pub timeout: Option<Duration>,
+    /// Server ids not to pull it from: every connection doing it is a link
+    /// whose demand came through that server.
+    pub exclude: Vec<Bytes>,
+}
+
+impl Wanted {
+    /// The same registration (a link need not reconnect for `other`).
+    pub fn registers_as(&self, other: &Wanted) -> bool {
+        self.name == other.name && self.timeout == other.timeout
+    }
 }
 
 pub(super) struct Link {
     pub(super) name: Bytes,
+    /// The peer's server id (`serverid`), if it is a gearboxd.
+    pub(super) upstream_id: Option<Bytes>,
     /// Index of the peer in `--peer` order.
     pub(super) peer: usize,
     pub(super) tx: UnboundedSender<LinkMsg>,
@@ -180,6 +192,13 @@ impl Peering {
         &mut self.counters[peer]
     }
 
+    pub(super) fn with_server_id(id: &str) -> Peering {
+        Peering {
+            server_id: Bytes::copy_from_slice(id.as_bytes()),
+            ..Peering::default()
+        }
+    }
+
     pub(super) fn enabled(&self) -> bool {
         self.tx.is_some()
     }
@@ -222,10 +241,21 @@ impl Engine {
         if self.peering.links.is_empty() || !self.relayable(conn) {
             return Vec::new();
         }
+        let downstream = self
+            .conns
+            .map
+            .get(&conn)
+            .and_then(|c| c.downstream.as_ref());
+        // Never back to a server the demand came through.
+        let came_through = |l: &Link| {
+            l.upstream_id
+                .as_ref()
+                .is_some_and(|up| downstream.is_some_and(|d| d.contains(up)))
+        };
         self.peering
             .links
             .iter()
-            .filter(|(_, l)| l.name == name && l.eligible())
+            .filter(|(_, l)| l.name == name && l.eligible() && !came_through(l))
             .map(|(&id, _)| id)
             .collect()
     }
@@ -284,10 +314,12 @@ impl Engine {
         link: LinkId,
         peer: usize,
         name: &[u8],
+        upstream_id: Option<Bytes>,
         tx: UnboundedSender<LinkMsg>,
     ) {
         let l = Link {
             name: Bytes::copy_from_slice(name),
+            upstream_id,
             peer,
             tx,
             awake: false,

@@ -77,7 +77,15 @@ fn hello(wanted: &Wanted, client_id: &[u8]) -> BytesMut {
         None => encode_req(&mut buf, PacketType::CAN_DO, &[&wanted.name]),
     }
     encode_req(&mut buf, PacketType::ECHO_REQ, &[PROBE]);
+    // gearboxd answers `OK <id>`; gearmand, ERR UNKNOWN_COMMAND.
+    buf.extend_from_slice(b"serverid\n");
     buf
+}
+
+/// The peer's server id from its answer to `serverid`.
+fn server_id(line: &[u8]) -> Option<Bytes> {
+    let id = line.strip_prefix(b"OK ")?;
+    (!id.is_empty()).then(|| Bytes::copy_from_slice(id))
 }
 
 /// What the link is waiting for, with when it started waiting.
@@ -123,16 +131,19 @@ async fn serve(
             .write_all(&hello(&spec.wanted, &spec.client_id))
             .await
             .map_err(|e| format!("register: {e}"))?;
+        // The ECHO reply comes first, then the answer to `serverid`.
+        let mut echoed = false;
         loop {
             match reader.next().await {
-                Some(Ok(Frame::Packet(p))) if p.kind == PacketType::ECHO_RES => return Ok(()),
+                Some(Ok(Frame::Packet(p))) if p.kind == PacketType::ECHO_RES => echoed = true,
+                Some(Ok(Frame::Text(line))) if echoed => return Ok(server_id(&line)),
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => return Err(format!("bad reply: {e}")),
                 None => return Err("closed by the peer during the probe".to_string()),
             }
         }
     };
-    match tokio::time::timeout(spec.response_timeout, probe).await {
+    let upstream_id = match tokio::time::timeout(spec.response_timeout, probe).await {
         Ok(result) => result?,
         Err(_) => {
             return Err(format!(
@@ -140,11 +151,12 @@ async fn serve(
                 spec.response_timeout
             ))
         }
-    }
+    };
     let name = spec.wanted.name.clone();
+    let id = upstream_id.clone();
     spec.dispatch
-        .with(|engine| engine.link_up(spec.id, spec.peer, &name, spec.tx.clone()));
-    if events.send(LinkEvent::Up(spec.id)).is_err() {
+        .with(|engine| engine.link_up(spec.id, spec.peer, &name, id, spec.tx.clone()));
+    if events.send(LinkEvent::Up(spec.id, upstream_id)).is_err() {
         return Ok(());
     }
 

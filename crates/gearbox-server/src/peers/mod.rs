@@ -59,7 +59,8 @@ impl PeerOptions {
 
 /// What a link task reports.
 pub(crate) enum LinkEvent {
-    Up(LinkId),
+    /// Probed; with the peer's server id if it is a gearboxd.
+    Up(LinkId, Option<Bytes>),
     /// The peer handed over its first job on this link.
     Proven(LinkId),
     Failed(LinkId, String),
@@ -101,6 +102,18 @@ struct PeerState {
     backoff: Backoff,
     health: Health,
     last_error: String,
+    /// Its server id, learnt when a link connects (gearboxd only).
+    server_id: Option<Bytes>,
+}
+
+impl PeerState {
+    /// Whether `wanted` may be pulled from this peer: not if every worker
+    /// of it is a link whose demand came through this peer (the cycle rule).
+    fn pulls(&self, wanted: &Wanted) -> bool {
+        self.server_id
+            .as_ref()
+            .is_none_or(|id| !wanted.exclude.contains(id))
+    }
 }
 
 struct LinkState {
@@ -144,6 +157,7 @@ impl Manager {
                 backoff: Backoff::new(options.backoff),
                 health: Health::Connecting,
                 last_error: String::new(),
+                server_id: None,
             })
             .collect();
         Manager {
@@ -196,7 +210,12 @@ impl Manager {
         let stale: Vec<LinkId> = self
             .links
             .iter()
-            .filter(|(_, l)| !self.wanted.contains(&l.wanted))
+            .filter(|(_, l)| {
+                !self
+                    .wanted
+                    .iter()
+                    .any(|w| w.registers_as(&l.wanted) && self.peers[l.peer].pulls(w))
+            })
             .map(|(&id, _)| id)
             .collect();
         for id in stale {
@@ -210,6 +229,9 @@ impl Manager {
                 self.set_health(peer, Health::Connecting);
             }
             for wanted in self.wanted.clone() {
+                if !self.peers[peer].pulls(&wanted) {
+                    continue;
+                }
                 let present = self
                     .links
                     .values()
@@ -278,7 +300,7 @@ impl Manager {
 
     fn event(&mut self, event: LinkEvent) {
         match event {
-            LinkEvent::Up(id) => {
+            LinkEvent::Up(id, server_id) => {
                 let Some(link) = self.links.get_mut(&id) else {
                     // Closed meanwhile: the engine learnt of it, so forget it.
                     self.dispatch.with(|engine| engine.link_down(id));
@@ -286,7 +308,9 @@ impl Manager {
                 };
                 link.up = true;
                 let peer = link.peer;
+                self.peers[peer].server_id = server_id;
                 self.set_health(peer, Health::Up);
+                // The next reconcile closes it if the cycle rule says so.
             }
             LinkEvent::Proven(id) => {
                 if let Some(peer) = self.links.get(&id).map(|l| l.peer) {
