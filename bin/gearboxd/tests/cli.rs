@@ -562,8 +562,11 @@ fn peers_come_from_the_command_line_and_the_config_file() {
 }
 
 #[test]
-fn peers_without_peers_is_an_empty_listing() {
-    let server = Daemon::start(free_port(), &[]);
+fn peers_without_peers_is_an_empty_listing_and_serverid_names_the_server() {
+    let server = Daemon::start(free_port(), &["--server-id", "fe-7"]);
     let mut c = server.connect();
     assert_eq!(admin_listing(&mut c, "peers"), ".\n");
+    assert_eq!(admin_line(&mut c, "serverid"), "OK fe-7\n");
+    let out = run(&["--server-id", "has space"]);
+    assert_ne!(out.status.code(), Some(0));
 }
