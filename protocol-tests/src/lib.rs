@@ -13,6 +13,7 @@
 
 pub mod diff;
 pub mod durable;
+pub mod peers;
 
 use std::env;
 use std::fs;
