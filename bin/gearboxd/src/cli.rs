@@ -69,6 +69,10 @@ pub struct Cli {
     /// Log file, or `stderr`, or `none`.
     #[arg(short = 'l', long, default_value = "stderr")]
     pub log_file: String,
+    /// Log line format: `text` (one human-readable line per event) or `json`
+    /// (one JSON object per line, for log shippers).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
     /// FATAL, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO or DEBUG.
     #[arg(long, default_value = "ERROR", value_parser = parse_level)]
     pub verbose: String,

@@ -1,5 +1,5 @@
 //! Log output: a file (reopened on SIGHUP, for logrotate), stderr, or nothing,
-//! at gearmand's `--verbose` levels.
+//! at gearmand's `--verbose` levels, as text lines or JSON lines.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -61,22 +61,43 @@ fn filter(level: &str) -> &'static str {
     }
 }
 
+/// How each log event is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event (the default, as before).
+    Text,
+    /// One JSON object per line: `timestamp`, `level` and `fields` (with the
+    /// `message`), from tracing-subscriber's JSON formatter.
+    Json,
+}
+
 /// Installs the subscriber. Returns the log file, if any, for SIGHUP.
-pub fn init(target: &str, level: &str) -> io::Result<Option<LogFile>> {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter(level))
-        .with_ansi(false)
-        .with_target(false);
+pub fn init(target: &str, level: &str, format: LogFormat) -> io::Result<Option<LogFile>> {
     match target {
         "none" => Ok(None),
         "stderr" => {
-            builder.with_writer(io::stderr).init();
+            install(io::stderr, level, format);
             Ok(None)
         }
         path => {
             let file = LogFile::open(path)?;
-            builder.with_writer(file.clone()).init();
+            install(file.clone(), level, format);
             Ok(Some(file))
         }
+    }
+}
+
+fn install<W>(writer: W, level: &str, format: LogFormat)
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
     }
 }

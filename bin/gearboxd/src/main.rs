@@ -3,6 +3,7 @@
 mod cli;
 mod daemon;
 mod logging;
+mod notify;
 mod peering;
 mod queue;
 
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
             return fail(&format!("cannot detach: {e}"));
         }
     }
-    let log_file = match logging::init(&cli.log_file, &cli.verbose) {
+    let log_file = match logging::init(&cli.log_file, &cli.verbose, cli.log_format) {
         Ok(file) => file,
         Err(e) => return fail(&format!("cannot open log file {}: {e}", cli.log_file)),
     };
@@ -95,14 +96,36 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let server = Server::bind_with_store(config, store).await?;
+        let mut serving = Vec::new();
         for addr in server.local_addrs() {
             tracing::info!(%addr, "listening");
+            serving.push(addr.to_string());
         }
         if let Some(path) = &cli.unix {
             tracing::info!(path = %path.display(), "listening on unix socket");
+            serving.push(path.display().to_string());
         }
         watch_signals(server.shutdown_handle(), log_file)?;
-        server.run().await
+        // An admin `shutdown` (or `shutdown graceful`) tells systemd too, as
+        // soon as it is asked for; a signal already has.
+        let handle = server.shutdown_handle();
+        tokio::spawn(async move {
+            let status = match handle.requested().await {
+                gearbox_server::ShutdownRequest::Graceful => {
+                    "graceful stop: waiting for running jobs"
+                }
+                _ => "stopping",
+            };
+            notify::stopping(status);
+        });
+        // Every listener is bound (connections queue in the backlog until the
+        // accept loops start in `run`) and the signal handlers are in place.
+        // A durable store's replay starts in the background from `run`.
+        notify::ready(&format!("serving on {}", serving.join(", ")));
+        let result = server.run().await;
+        // Sent once: a signal or the watcher above has said it already.
+        notify::stopping("stopped");
+        result
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -117,7 +140,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 /// SIGTERM and SIGINT stop at once, SIGUSR1 stops gracefully, SIGHUP reopens
-/// the log file.
+/// the log file. Each stop tells systemd STOPPING=1 first.
 fn watch_signals(
     shutdown: ShutdownHandle,
     log_file: Option<logging::LogFile>,
@@ -129,9 +152,21 @@ fn watch_signals(
     tokio::spawn(async move {
         loop {
             tokio::select! {
-                _ = term.recv() => { tracing::info!("SIGTERM: stopping"); shutdown.immediate(); }
-                _ = int.recv() => { tracing::info!("SIGINT: stopping"); shutdown.immediate(); }
-                _ = usr1.recv() => { tracing::info!("SIGUSR1: graceful stop"); shutdown.graceful(); }
+                _ = term.recv() => {
+                    tracing::info!("SIGTERM: stopping");
+                    notify::stopping("stopping (SIGTERM)");
+                    shutdown.immediate();
+                }
+                _ = int.recv() => {
+                    tracing::info!("SIGINT: stopping");
+                    notify::stopping("stopping (SIGINT)");
+                    shutdown.immediate();
+                }
+                _ = usr1.recv() => {
+                    tracing::info!("SIGUSR1: graceful stop");
+                    notify::stopping("graceful stop (SIGUSR1): waiting for running jobs");
+                    shutdown.graceful();
+                }
                 _ = hup.recv() => {
                     if let Some(file) = &log_file {
                         file.reopen();

@@ -20,4 +20,5 @@ pub mod server;
 pub mod store;
 
 pub use config::{Config, Keepalive};
+pub use engine::ShutdownRequest;
 pub use server::{Server, ShutdownHandle};

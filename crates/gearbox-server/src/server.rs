@@ -40,6 +40,21 @@ impl ShutdownHandle {
             .send_replace(ShutdownRequest::Immediate);
     }
 
+    /// Resolves once a shutdown has been asked for, by a signal handler, a
+    /// test or the admin `shutdown` command, and says which kind.
+    pub async fn requested(&self) -> ShutdownRequest {
+        let mut requests = self.signals.shutdown.subscribe();
+        loop {
+            let current = *requests.borrow_and_update();
+            if current != ShutdownRequest::None {
+                return current;
+            }
+            if requests.changed().await.is_err() {
+                return ShutdownRequest::Immediate;
+            }
+        }
+    }
+
     /// Close the listeners, let running jobs finish, then stop.
     pub fn graceful(&self) {
         self.signals.shutdown.send_if_modified(|r| {
