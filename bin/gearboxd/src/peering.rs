@@ -8,7 +8,8 @@ use std::time::Duration;
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
     /// Pull jobs for this server's workers from this job server (gearmand or
-    /// gearboxd): HOST:PORT, [V6]:PORT or unix:/PATH. Repeatable.
+    /// gearboxd): HOST:PORT, an IPv6 address in brackets and :PORT, or
+    /// unix:/PATH. Repeatable.
     #[arg(long = "peer", value_name = "ADDR", value_parser = parse_addr)]
     pub peers: Vec<ServerAddr>,
     /// Pull only this function from the peers. Repeatable; by default every

@@ -107,7 +107,6 @@ async fn foreground_client_on_a_front_end_gets_data_status_and_result() {
         })
         .build()
         .unwrap();
-    let handle = worker.handle();
     let running = worker.spawn();
     // Wait until the aggregator's link is registered on the front end.
     wait_for("the aggregator registers `shout` upstream", || {

@@ -3,7 +3,7 @@
 //!
 //! One manager task decides which links exist (one per peer and wanted
 //! function) and owns each peer's health and backoff. One task per link
-//! ([`link`]) does its I/O and times its GRABs and probes. Which GRAB goes
+//! (`link`) does its I/O and times its GRABs and probes. Which GRAB goes
 //! where is the engine's decision (`engine::peering`): the engine writes
 //! GRABs and results straight to the links' queues, and the links hand the
 //! peers' answers straight to the engine, so a pulled job crosses no
