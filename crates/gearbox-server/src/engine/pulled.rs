@@ -19,7 +19,7 @@ impl Engine {
         let Some(link) = pulled.link else {
             if is_final(p.kind) {
                 self.peering.results_dropped += 1;
-                tracing::info!(
+                tracing::debug!(
                     handle = %String::from_utf8_lossy(&pulled.handle),
                     "result of a pulled job dropped: its peer connection has gone and the peer has re-queued it"
                 );
@@ -94,7 +94,7 @@ impl Engine {
         if !timed_upstream {
             return false;
         }
-        tracing::info!(
+        tracing::debug!(
             job = id,
             handle = %String::from_utf8_lossy(&pulled.handle),
             "CAN_DO_TIMEOUT expired on a pulled job; its peer re-queues it"

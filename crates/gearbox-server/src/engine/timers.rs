@@ -54,7 +54,7 @@ impl Engine {
                 continue;
             }
             if live {
-                tracing::info!(
+                tracing::debug!(
                     job = id,
                     "CAN_DO_TIMEOUT expired; job goes back to the queue"
                 );

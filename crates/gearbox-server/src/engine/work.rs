@@ -98,7 +98,7 @@ impl Engine {
         }
         job.retries += 1;
         if retries_limit > 0 && job.retries >= retries_limit {
-            tracing::info!(
+            tracing::debug!(
                 job = id,
                 retries = job.retries,
                 "job dropped after its last attempt"

@@ -281,7 +281,7 @@ fn deliver(spec: &LinkSpec, batch: &[Packet], timing: &mut Timing) {
                 PacketType::JOB_ASSIGN => engine.link_job(id, p.arg(0), p.arg(1), b"", p.arg(2)),
                 // A late result after the peer's CAN_DO_TIMEOUT re-queued the
                 // job gets ERROR JOB_NOT_FOUND: worth a line, not a failure.
-                PacketType::ERROR => tracing::info!(
+                PacketType::ERROR => tracing::debug!(
                     peer = %spec.addr,
                     code = %String::from_utf8_lossy(p.arg(0)),
                     text = %String::from_utf8_lossy(p.arg(1)),
