@@ -189,7 +189,9 @@ impl Engine {
         };
         let stored = super::work::stored(&self.functions, id, job);
         if let Err(e) = self.store.add(&stored) {
-            tracing::error!(error = %e, "queue store refused a job that became background");
+            // Rate-limited with the other refusals: one line per outage
+            // interval, not one per job.
+            self.refusals.note(&e);
             return Err(e);
         }
         if let Some(job) = self.jobs.get_mut(id) {
