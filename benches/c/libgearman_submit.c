@@ -26,6 +26,7 @@
  */
 #define _GNU_SOURCE
 #include <libgearman-1.0/gearman.h>
+#include "bench_common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -92,71 +93,6 @@ static long ready, finished;
 static int go;
 static struct timespec stop_at; /* CLOCK_MONOTONIC; no new batch after it */
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static double self_cpu_s(void) {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0)
-    return 0;
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime+stime of the server, in seconds; -1 if unknown. */
-static double server_cpu_s(void) {
-  if (o.server_pid <= 0)
-    return -1;
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%ld/stat", o.server_pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  if (!p)
-    return -1;
-  p++;
-  /* p starts at field 3 (state); utime is field 14, stime field 15. */
-  unsigned long long utime = 0, stime = 0;
-  int field = 2;
-  char *save = NULL;
-  for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-    field++;
-    if (field == 14)
-      utime = strtoull(tok, NULL, 10);
-    if (field == 15) {
-      stime = strtoull(tok, NULL, 10);
-      break;
-    }
-  }
-  long tck = sysconf(_SC_CLK_TCK);
-  return (double)(utime + stime) / (double)(tck > 0 ? tck : 100);
-}
-
-/* VmRSS of the server in KiB; -1 if unknown. */
-static long server_rss_kib(void) {
-  if (o.server_pid <= 0)
-    return -1;
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%ld/status", o.server_pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  long kib = -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      kib = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return kib;
-}
 
 static gearman_return_t on_created(gearman_task_st *task) {
   struct worker *w = gearman_task_context(task);
@@ -242,7 +178,6 @@ static void *run_client(void *arg) {
   return NULL;
 }
 
-static void fig(const char *k, double v);
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -327,31 +262,6 @@ static long admin_status_total(char *err, size_t errlen) {
   }
   free(buf);
   return total;
-}
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      fprintf(f, "\\%c", ch);
-    else if (ch < 0x20)
-      fprintf(f, "\\u%04x", ch);
-    else
-      fputc(ch, f);
-  }
-  fputc('"', f);
-}
-
-#define MAX_FIGS 24
-static const char *fig_k[MAX_FIGS];
-static double fig_v[MAX_FIGS];
-static int nfig;
-static void fig(const char *k, double v) {
-  if (nfig < MAX_FIGS) {
-    fig_k[nfig] = k;
-    fig_v[nfig++] = v;
-  }
 }
 
 static void emit(const char *error, const char *anomalies[], int nanom, double wall_s) {
@@ -523,7 +433,7 @@ int main(int argc, char **argv) {
     if (pthread_cond_timedwait(&cv, &mu, &deadline) == ETIMEDOUT)
       break;
   int connected = ready == o.clients;
-  double cpu0 = server_cpu_s(), self0 = self_cpu_s(), t0 = now_s();
+  double cpu0 = server_cpu_s(o.server_pid), self0 = self_cpu_s(), t0 = now_s();
   clock_gettime(CLOCK_MONOTONIC, &stop_at);
   if (o.duration_s > 0) {
     long ns = stop_at.tv_nsec + (long)((o.duration_s - (long)o.duration_s) * 1e9);
@@ -539,7 +449,7 @@ int main(int argc, char **argv) {
     if (pthread_cond_timedwait(&cv, &mu, &deadline) == ETIMEDOUT)
       timed_out = 1;
   pthread_mutex_unlock(&mu);
-  double t1 = now_s(), cpu1 = server_cpu_s(), self1 = self_cpu_s();
+  double t1 = now_s(), cpu1 = server_cpu_s(o.server_pid), self1 = self_cpu_s();
 
   long created = 0, submitted = 0, stopped = 0;
   for (long i = 0; i < o.clients; i++) {
@@ -581,7 +491,7 @@ int main(int argc, char **argv) {
   fig("client_cpu_s", self1 - self0);
   if (created > 0)
     fig("client_cpu_us_per_job", (self1 - self0) * 1e6 / (double)created);
-  long rss = server_rss_kib();
+  long rss = server_rss_kib(o.server_pid);
   if (rss >= 0)
     fig("server_rss_queued_kib", (double)rss);
   batch_percentiles();

@@ -44,6 +44,7 @@
  */
 #define _GNU_SOURCE
 #include <libgearman-1.0/gearman.h>
+#include "bench_common.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -112,71 +113,6 @@ static double t_start_prog;
 /* What the program is doing, for the deadline's message. */
 static const char *volatile phase = "starting";
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
-
-static double self_cpu_s(void) {
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) != 0)
-    return 0;
-  return (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
-         ru.ru_stime.tv_usec / 1e6;
-}
-
-/* utime+stime of the server, in seconds; -1 if unknown. */
-static double server_cpu_s(void) {
-  if (o.server_pid <= 0)
-    return -1;
-  char path[64], buf[2048];
-  snprintf(path, sizeof path, "/proc/%ld/stat", o.server_pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  if (!p)
-    return -1;
-  p++;
-  /* p starts at field 3 (state); utime is field 14, stime field 15. */
-  unsigned long long utime = 0, stime = 0;
-  int field = 2;
-  char *save = NULL;
-  for (char *tok = strtok_r(p, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
-    field++;
-    if (field == 14)
-      utime = strtoull(tok, NULL, 10);
-    if (field == 15) {
-      stime = strtoull(tok, NULL, 10);
-      break;
-    }
-  }
-  long tck = sysconf(_SC_CLK_TCK);
-  return (double)(utime + stime) / (double)(tck > 0 ? tck : 100);
-}
-
-/* VmRSS of the server in KiB; -1 if unknown. */
-static long server_rss_kib(void) {
-  if (o.server_pid <= 0)
-    return -1;
-  char path[64], line[256];
-  snprintf(path, sizeof path, "/proc/%ld/status", o.server_pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return -1;
-  long kib = -1;
-  while (fgets(line, sizeof line, f))
-    if (strncmp(line, "VmRSS:", 6) == 0) {
-      kib = strtol(line + 6, NULL, 10);
-      break;
-    }
-  fclose(f);
-  return kib;
-}
 
 /* Admin `status` line of the function: total queued, running, available
    workers. Returns 0 when read (a function the server does not list has
@@ -233,31 +169,6 @@ static int admin_status(long out[3], char *err, size_t errlen) {
   }
   free(buf);
   return rc;
-}
-
-static void json_str(FILE *f, const char *s) {
-  fputc('"', f);
-  for (; *s; s++) {
-    unsigned char ch = (unsigned char)*s;
-    if (ch == '"' || ch == '\\')
-      fprintf(f, "\\%c", ch);
-    else if (ch < 0x20)
-      fprintf(f, "\\u%04x", ch);
-    else
-      fputc(ch, f);
-  }
-  fputc('"', f);
-}
-
-#define MAX_FIGS 40
-static const char *fig_k[MAX_FIGS];
-static double fig_v[MAX_FIGS];
-static int nfig;
-static void fig(const char *k, double v) {
-  if (nfig < MAX_FIGS) {
-    fig_k[nfig] = k;
-    fig_v[nfig++] = v;
-  }
 }
 
 #define MAX_ANOM 8
@@ -503,14 +414,14 @@ static long fill(void) {
     pthread_mutex_unlock(&mu);
     deadline_hit("fill clients not all connected");
   }
-  double cpu0 = server_cpu_s(), t0 = now_s();
+  double cpu0 = server_cpu_s(o.server_pid), t0 = now_s();
   fill_stop_at = duration_end();
   phase = "filling the queue";
   fill_go = 1;
   pthread_cond_broadcast(&cv);
   int ok = wait_count(&fill_finished, o.fill_clients);
   pthread_mutex_unlock(&mu);
-  double t1 = now_s(), cpu1 = server_cpu_s();
+  double t1 = now_s(), cpu1 = server_cpu_s(o.server_pid);
   long created = 0, submitted = 0, stopped = 0;
   for (long i = 0; i < o.fill_clients; i++) {
     created += atomic_load(&fillers[i].created);
@@ -530,7 +441,7 @@ static long fill(void) {
   fig("jobs_queued", (double)created);
   if (stopped)
     fig("fill_stopped_by_duration", 1);
-  long rss = server_rss_kib();
+  long rss = server_rss_kib(o.server_pid);
   if (rss >= 0)
     fig("server_rss_queued_kib", (double)rss);
   for (long i = 0; i < o.fill_clients; i++)
@@ -710,7 +621,7 @@ static int run_drain(void) {
   drain_target = queued;
   start_workers();
   pthread_mutex_lock(&mu);
-  double cpu0 = server_cpu_s(), self0 = self_cpu_s(), t0 = now_s();
+  double cpu0 = server_cpu_s(o.server_pid), self0 = self_cpu_s(), t0 = now_s();
   w_stop_at = duration_end();
   phase = "draining";
   w_go = 1;
@@ -723,7 +634,7 @@ static int run_drain(void) {
     }
   double t1 = drain_complete ? drain_end_t : now_s();
   pthread_mutex_unlock(&mu);
-  double cpu1 = server_cpu_s(), self1 = self_cpu_s();
+  double cpu1 = server_cpu_s(o.server_pid), self1 = self_cpu_s();
   long done = atomic_load(&completed);
   if (timed_out) {
     char d[200];
@@ -868,14 +779,14 @@ static int run_roundtrip(void) {
     pthread_mutex_unlock(&mu);
     deadline_hit("clients not all connected");
   }
-  double cpu0 = server_cpu_s(), self0 = self_cpu_s(), t0 = now_s();
+  double cpu0 = server_cpu_s(o.server_pid), self0 = self_cpu_s(), t0 = now_s();
   c_stop_at = duration_end();
   phase = "round trips";
   c_go = 1;
   pthread_cond_broadcast(&cv);
   int ok = wait_count(&c_finished, o.clients);
   pthread_mutex_unlock(&mu);
-  double t1 = now_s(), cpu1 = server_cpu_s(), self1 = self_cpu_s();
+  double t1 = now_s(), cpu1 = server_cpu_s(o.server_pid), self1 = self_cpu_s();
   long done = 0, stopped = 0;
   for (long i = 0; i < o.clients; i++) {
     done += cts[i].done;

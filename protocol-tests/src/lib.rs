@@ -339,7 +339,7 @@ impl Drop for TestServer {
     }
 }
 
-fn server_logs(dir: &Path) -> String {
+pub(crate) fn server_logs(dir: &Path) -> String {
     let mut out = String::new();
     for name in ["gearmand.log", "server.stdout", "server.stderr"] {
         let text = read_lossy(&dir.join(name));
@@ -360,7 +360,7 @@ fn server_logs(dir: &Path) -> String {
     out
 }
 
-fn wait_until_accepting(child: &mut Child, port: u16) -> Result<(), String> {
+pub(crate) fn wait_until_accepting(child: &mut Child, port: u16) -> Result<(), String> {
     let addr: SocketAddr = format!("{HOST}:{port}").parse().expect("socket addr");
     let deadline = Instant::now() + STARTUP_TIMEOUT;
     loop {

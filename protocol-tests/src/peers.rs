@@ -12,7 +12,7 @@
 
 use crate::{
     client_script, free_port, gearboxd_path, run, unique_temp_dir, BackgroundProcess, OutputExt,
-    ServerKind, HOST, STARTUP_TIMEOUT,
+    ServerKind, HOST,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -111,7 +111,7 @@ impl Node {
                         program.display()
                     )
                 });
-            match wait_accepting(&mut child, port) {
+            match crate::wait_until_accepting(&mut child, port) {
                 Ok(()) => {
                     return Node {
                         label: label.to_owned(),
@@ -129,7 +129,7 @@ impl Node {
                         "attempt {attempt}: {} {}: {why}\n{}",
                         program.display(),
                         args.join(" "),
-                        logs_in(&dir)
+                        crate::server_logs(&dir)
                     ));
                     thread::sleep(Duration::from_millis(200));
                 }
@@ -232,7 +232,7 @@ impl Node {
 
     /// Everything the server logged so far (tails of long logs).
     pub fn logs(&self) -> String {
-        logs_in(&self.dir)
+        crate::server_logs(&self.dir)
     }
 
     /// The whole log (gearboxd: stderr; gearmand: its log file).
@@ -267,53 +267,6 @@ impl Drop for Node {
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
-    }
-}
-
-fn logs_in(dir: &Path) -> String {
-    let mut out = String::new();
-    for name in ["gearmand.log", "server.stdout", "server.stderr"] {
-        let text = crate::read_file(&dir.join(name));
-        if text.is_empty() {
-            continue;
-        }
-        let tail = if text.len() > 6000 {
-            let mut start = text.len() - 6000;
-            while !text.is_char_boundary(start) {
-                start += 1;
-            }
-            format!("[...]{}", &text[start..])
-        } else {
-            text
-        };
-        out.push_str(&format!("[{name}]\n{tail}\n"));
-    }
-    out
-}
-
-fn wait_accepting(child: &mut Child, port: u16) -> Result<(), String> {
-    let addr: SocketAddr = format!("{HOST}:{port}").parse().expect("socket addr");
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Err(format!("exited during startup with {status}")),
-            Ok(None) => {}
-            Err(e) => return Err(format!("try_wait failed: {e}")),
-        }
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            thread::sleep(Duration::from_millis(30));
-            return match child.try_wait() {
-                Ok(None) => Ok(()),
-                Ok(Some(status)) => Err(format!("exited during startup with {status}")),
-                Err(e) => Err(format!("try_wait failed: {e}")),
-            };
-        }
-        if Instant::now() >= deadline {
-            return Err(format!(
-                "not accepting on port {port} after {STARTUP_TIMEOUT:?}"
-            ));
-        }
-        thread::sleep(Duration::from_millis(20));
     }
 }
 

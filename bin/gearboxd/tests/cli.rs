@@ -1,34 +1,19 @@
 //! gearboxd as an operator starts it: gearmand's flags, config files, signals,
 //! pid file, daemon mode and the unix socket. Each test runs the real binary.
 
+mod common;
+
 use bytes::BytesMut;
+use common::*;
 use gearbox_proto::packet::encode_req;
 use gearbox_proto::{Codec, Frame, Packet, PacketType};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tokio_util::codec::Decoder;
-
-const BIN: &str = env!("CARGO_BIN_EXE_gearboxd");
-const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gearboxd-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// A gearboxd child, killed on drop if still running.
 struct Daemon {
@@ -41,7 +26,7 @@ impl Daemon {
         let child = Command::new(BIN)
             .args(["-L", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
-            .current_dir(temp_dir(&format!("run-{port}")))
+            .current_dir(temp_dir("cli", &format!("run-{port}")))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -57,7 +42,7 @@ impl Daemon {
     /// Starts a prepared command and waits for it to accept on `port`.
     fn spawn(command: &mut Command, port: u16) -> Daemon {
         if command.get_current_dir().is_none() {
-            command.current_dir(temp_dir(&format!("run-{port}")));
+            command.current_dir(temp_dir("cli", &format!("run-{port}")));
         }
         let child = command
             .stderr(Stdio::null())
@@ -102,14 +87,6 @@ impl Drop for Daemon {
 
 use libc::{kill as libc_kill, SIGINT, SIGTERM, SIGUSR1};
 
-fn wait_for(mut ready: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !ready() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn connect_tcp(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     s.set_read_timeout(Some(WAIT)).unwrap();
@@ -153,18 +130,6 @@ fn send(stream: &mut impl Write, kind: PacketType, args: &[&[u8]]) {
     let mut out = BytesMut::new();
     encode_req(&mut out, kind, args);
     stream.write_all(&out).unwrap();
-}
-
-/// Sends an admin line and reads the one-line reply.
-fn admin_line(stream: &mut (impl Read + Write), line: &str) -> String {
-    stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed");
-        reply.push(byte[0]);
-    }
-    String::from_utf8(reply).unwrap()
 }
 
 #[test]
@@ -271,7 +236,7 @@ fn exceptions_flag_turns_the_option_on_for_every_connection() {
 
 #[test]
 fn config_file_and_at_file_supply_options_and_the_command_line_wins() {
-    let dir = temp_dir("config");
+    let dir = temp_dir("cli", "config");
     let (port_a, port_b) = (free_port(), free_port());
     let conf = dir.join("gearmand.conf");
     std::fs::write(
@@ -330,7 +295,7 @@ fn gearmand_port_environment_variable_is_used_without_dash_p() {
 #[test]
 fn sigterm_and_sigint_stop_at_once_and_remove_the_pid_file() {
     for signal in [SIGTERM, SIGINT] {
-        let dir = temp_dir(&format!("sig{signal}"));
+        let dir = temp_dir("cli", &format!("sig{signal}"));
         let pid_file = dir.join("gearboxd.pid");
         let port = free_port();
         let mut server = Daemon::start(port, &["-P", pid_file.to_str().unwrap()]);
@@ -389,7 +354,7 @@ fn admin_shutdown_stops_the_server() {
 
 #[test]
 fn unix_socket_serves_with_its_mode_and_replaces_a_stale_file() {
-    let dir = temp_dir("unix");
+    let dir = temp_dir("cli", "unix");
     let path = dir.join("gearbox.sock");
     // A stale socket: bound once, its listener gone.
     drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
@@ -438,7 +403,7 @@ fn unix_socket_serves_with_its_mode_and_replaces_a_stale_file() {
 
 #[test]
 fn unix_socket_default_mode_is_0660() {
-    let dir = temp_dir("unixmode");
+    let dir = temp_dir("cli", "unixmode");
     let path = dir.join("g.sock");
     let _server = Daemon::start(free_port(), &["--unix", path.to_str().unwrap()]);
     wait_for(|| path.exists(), "socket file");
@@ -451,7 +416,7 @@ fn unix_socket_default_mode_is_0660() {
 
 #[test]
 fn daemon_mode_detaches_and_writes_the_pid_file() {
-    let dir = temp_dir("daemon");
+    let dir = temp_dir("cli", "daemon");
     let pid_file = dir.join("d.pid");
     let log = dir.join("d.log");
     let port = free_port();
@@ -498,7 +463,7 @@ fn daemon_mode_detaches_and_writes_the_pid_file() {
 
 #[test]
 fn log_file_receives_structured_lines() {
-    let dir = temp_dir("log");
+    let dir = temp_dir("cli", "log");
     let log = dir.join("g.log");
     let port = free_port();
     let mut server = Daemon::start(port, &["-l", log.to_str().unwrap(), "--verbose", "INFO"]);
@@ -530,7 +495,7 @@ fn admin_listing(stream: &mut (impl Read + Write), line: &str) -> String {
 
 #[test]
 fn peers_come_from_the_command_line_and_the_config_file() {
-    let dir = temp_dir("peers");
+    let dir = temp_dir("cli", "peers");
     let port = free_port();
     let (a, b) = (free_port(), free_port());
     let conf = dir.join("gearmand.conf");

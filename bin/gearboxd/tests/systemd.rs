@@ -2,32 +2,17 @@
 //! (`Type=notify`) and JSON log lines. Each test runs the real binary and
 //! plays systemd's part with its own datagram socket.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+mod common;
+
+use common::*;
+use std::io::Read;
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use libc::{kill, SIGHUP, SIGKILL, SIGTERM, SIGUSR1};
-
-const BIN: &str = env!("CARGO_BIN_EXE_gearboxd");
-const WAIT: Duration = Duration::from_secs(10);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gearboxd-sd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// The service manager's end: a datagram socket gearboxd is told about.
 struct NotifySocket {
@@ -163,29 +148,9 @@ impl Drop for Server {
     }
 }
 
-/// Sends an admin line and reads the one-line reply.
-fn admin_line(stream: &mut TcpStream, line: &str) -> String {
-    stream.write_all(format!("{line}\r\n").as_bytes()).unwrap();
-    let mut reply = Vec::new();
-    let mut byte = [0u8; 1];
-    while !reply.ends_with(b"\n") {
-        assert_eq!(stream.read(&mut byte).unwrap(), 1, "connection closed");
-        reply.push(byte[0]);
-    }
-    String::from_utf8(reply).unwrap()
-}
-
-fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn ready_once_serving_then_stopping_on_sigterm() {
-    let dir = temp_dir("ready");
+    let dir = temp_dir("sd", "ready");
     let notify = NotifySocket::at_path(&dir.join("notify.sock"));
     let port = free_port();
     let mut server = Server::start(&notify, port, &["-l", "none"], &dir);
@@ -211,7 +176,7 @@ fn ready_once_serving_then_stopping_on_sigterm() {
 
 #[test]
 fn sigusr1_and_admin_shutdown_say_stopping() {
-    let dir = temp_dir("stops");
+    let dir = temp_dir("sd", "stops");
     let notify = NotifySocket::at_path(&dir.join("notify.sock"));
 
     let mut graceful = Server::start(&notify, free_port(), &["-l", "none"], &dir);
@@ -235,7 +200,7 @@ fn sigusr1_and_admin_shutdown_say_stopping() {
 #[cfg(target_os = "linux")]
 #[test]
 fn abstract_notify_socket() {
-    let dir = temp_dir("abstract");
+    let dir = temp_dir("sd", "abstract");
     let notify = NotifySocket::abstract_name(&format!("gearboxd-test-{}", std::process::id()));
     let mut server = Server::start(&notify, free_port(), &["-l", "none"], &dir);
     let ready = notify.wait_for("READY");
@@ -266,7 +231,7 @@ impl Drop for Detached {
 
 #[test]
 fn daemon_mode_notifies_from_the_detached_process() {
-    let dir = temp_dir("daemon");
+    let dir = temp_dir("sd", "daemon");
     let notify = NotifySocket::at_path(&dir.join("notify.sock"));
     let pid_file = dir.join("d.pid");
     let port = free_port();
@@ -303,7 +268,7 @@ fn daemon_mode_notifies_from_the_detached_process() {
     assert!(status.success());
 
     let ready = notify.wait_for("READY");
-    wait_until(|| pid_file.exists(), "pid file");
+    wait_for(|| pid_file.exists(), "pid file");
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()
@@ -324,7 +289,7 @@ fn daemon_mode_notifies_from_the_detached_process() {
     // SAFETY: the pid is the daemon this test started.
     assert_eq!(unsafe { kill(daemon.pid, SIGTERM) }, 0);
     notify.wait_for("STOPPING");
-    wait_until(|| !pid_file.exists(), "daemon to exit");
+    wait_for(|| !pid_file.exists(), "daemon to exit");
 }
 
 /// Every line of `text` as a JSON object with a level and a message.
@@ -354,7 +319,7 @@ fn messages(lines: &[serde_json::Value]) -> Vec<&str> {
 
 #[test]
 fn json_log_file_has_one_object_per_line_and_reopens_on_sighup() {
-    let dir = temp_dir("json");
+    let dir = temp_dir("sd", "json");
     let notify = NotifySocket::at_path(&dir.join("notify.sock"));
     let log = dir.join("g.log");
     let rotated = dir.join("g.log.1");
@@ -378,7 +343,7 @@ fn json_log_file_has_one_object_per_line_and_reopens_on_sighup() {
     // As logrotate does: move the file away, then SIGHUP.
     std::fs::rename(&log, &rotated).unwrap();
     server.signal(SIGHUP);
-    wait_until(
+    wait_for(
         || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("reopened")),
         "the reopened log file",
     );
@@ -404,7 +369,7 @@ fn json_log_file_has_one_object_per_line_and_reopens_on_sighup() {
 #[test]
 fn json_log_on_stderr_and_text_stays_the_default() {
     let port = free_port();
-    let dir = temp_dir("stderr");
+    let dir = temp_dir("sd", "stderr");
     let run = |format: Option<&str>| {
         let mut command = Command::new(BIN);
         command

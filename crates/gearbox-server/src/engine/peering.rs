@@ -168,14 +168,12 @@ pub(super) struct Peering {
     pub(super) links: BTreeMap<LinkId, Link>,
     /// Per function: whose turn it is, counting the local queue.
     pub(super) cursor: HashMap<Bytes, Turn>,
-    pub(super) pulled: HashMap<JobId, Pulled>,
+    pub(super) pulled: HashMap<JobId, Pulled, super::IdBuildHasher>,
     pub(super) grabs_in_flight: usize,
     pub(super) counters: Vec<PeerCounters>,
     pub(super) wanted_dirty: bool,
     pub(super) wanted_sent: Vec<Wanted>,
     pub(super) client_id_sent: Bytes,
-    /// Results that had nowhere to go because their link had gone.
-    pub(super) results_dropped: u64,
 }
 
 impl Peering {

@@ -18,7 +18,6 @@ impl Engine {
         };
         let Some(link) = pulled.link else {
             if is_final(p.kind) {
-                self.peering.results_dropped += 1;
                 tracing::debug!(
                     handle = %String::from_utf8_lossy(&pulled.handle),
                     "result of a pulled job dropped: its peer connection has gone and the peer has re-queued it"

@@ -26,7 +26,8 @@ impl Engine {
             };
             return self.conns.error(conn, "JOB_NOT_FOUND", text);
         };
-        if self.relay_work(id, p) {
+        let pulled = self.jobs.get(id).is_some_and(|j| j.pulled);
+        if pulled && self.relay_work(id, p) {
             if matches!(p.kind, WORK_COMPLETE | WORK_FAIL | WORK_EXCEPTION) {
                 self.remove_job(id);
             }
@@ -82,7 +83,7 @@ impl Engine {
     /// It goes back to the tail of its queue unless nobody wants it any more or
     /// it has used up its `-j` attempts, in which case its clients get WORK_FAIL.
     pub(super) fn requeue(&mut self, id: JobId) {
-        if self.requeue_pulled(id) {
+        if self.jobs.get(id).is_some_and(|j| j.pulled) && self.requeue_pulled(id) {
             return;
         }
         let retries_limit = self.settings.job_retries;
